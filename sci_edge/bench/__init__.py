@@ -1,0 +1,9 @@
+"""Benchmarks behind ``sci-edge bench``: each returns a JSON-ready dict.
+
+Ratios are measured within one run (kernel and reference on the same input),
+because the absolute speed of a shared machine drifts."""
+from .sim import bench_sim
+
+BENCHMARKS = {"sim": bench_sim}
+
+__all__ = ["BENCHMARKS", "bench_sim"]

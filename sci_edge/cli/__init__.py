@@ -1,0 +1,1 @@
+"""The ``sci-edge`` command line."""

@@ -1,0 +1,66 @@
+"""Parsers for command-line values; each raises ArgumentTypeError with a clear text."""
+from __future__ import annotations
+
+import argparse
+
+
+def size(text: str) -> tuple[int, int]:
+    """'256x400' -> (256, 400) as (height, width)."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+def _number(cast, *, strict: bool):
+    """A parser for numbers > 0 (strict) or >= 0 of type ``cast`` (int or float)."""
+    noun = "an integer" if cast is int else "a number"
+    bound = "positive" if strict else ">= 0"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        ok = value > 0 if strict else value >= 0
+        if not ok or value == float("inf"):  # also rejects NaN
+            raise argparse.ArgumentTypeError(f"expected {noun} {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = f"{bound} {cast.__name__}"
+    return parse
+
+
+positive_float = _number(float, strict=True)
+non_negative_float = _number(float, strict=False)
+positive_int = _number(int, strict=True)
+non_negative_int = _number(int, strict=False)
+
+
+def times(text: str) -> list[int]:
+    """'151' or '100,120' or '0:200:10' (start:stop:step, stop excluded), mixed by commas."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if ":" in part:
+                fields = [int(f) for f in part.split(":")]
+                if len(fields) not in (2, 3) or (len(fields) == 3 and fields[2] <= 0):
+                    raise ValueError
+                out.extend(range(*fields))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--at takes indices like 151, 100,120 or 0:200:10; got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"--at names no spike index: {text!r}")
+    if min(out) < 0:
+        raise argparse.ArgumentTypeError(f"spike indices must be >= 0, got {min(out)}")
+    return out
