@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sci_edge_installed
-EXTRAS ?= dev
+EXTRAS ?= dev,train
 
-.PHONY: all install demo test test-fast bench clean distclean
+.PHONY: all install demo test test-fast bench weights clean distclean
 
 all: install
 
@@ -31,6 +31,14 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/sci-edge bench sim --json
+
+# Reproduce the shipped weights (CPU; see README for the wall times).
+weights: $(STAMP)
+	$(VENV)/bin/sci-edge train --stage 1 --task recon --config stage1_fem
+	$(VENV)/bin/sci-edge train --stage 2 --task cls --config stage2_cls \
+		--export-weights sci_edge/weights/sci_cls.pt
+	$(VENV)/bin/sci-edge train --stage 2 --task recon --config stage2_recon \
+		--export-weights sci_edge/weights/sci_recon.pt
 
 clean:
 	rm -rf build demo_out .pytest_cache sci_edge/_kernels/*.so

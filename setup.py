@@ -21,6 +21,7 @@ KERNELS = {
     "if_sim": (["kernels/if_sim.pyx"], True),
     "bitpack": (["kernels/bitpack.pyx"], True),
     "isi": (["kernels/isi.pyx"], True),
+    "tfilter": (["kernels/tfilter.pyx"], True),
 }
 OPENMP_MODULES = {f"sci_edge._kernels.{name}" for name, (_, omp) in KERNELS.items() if omp}
 

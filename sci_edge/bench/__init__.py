@@ -3,7 +3,8 @@
 Ratios are measured within one run (kernel and reference on the same input),
 because the absolute speed of a shared machine drifts."""
 from .sim import bench_sim
+from .tfilter import bench_tfilter
 
-BENCHMARKS = {"sim": bench_sim}
+BENCHMARKS = {"sim": bench_sim, "tfilter": bench_tfilter}
 
-__all__ = ["BENCHMARKS", "bench_sim"]
+__all__ = ["BENCHMARKS", "bench_sim", "bench_tfilter"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -196,8 +197,13 @@ def cmd_reconstruct(ns) -> int:
         raise SpikeFileError(ns.input, f"spike index {bad[0]} is past the last frame ({T - 1})")
     if ns.method == "tfp":
         images = tfp_many(spikes, times, ns.window, ns.gain)
-    else:
+    elif ns.method == "tfi":
         images = tfi_many(spikes, times, ns.gain)
+    else:
+        from ..models.pretrained import load_pretrained
+
+        model = load_pretrained("recon", path=ns.weights)
+        images = model.reconstruct(spikes, times, ns.gain)
     out = Path(ns.output)
     if ns.gif:
         if out.suffix.lower() != ".gif":
@@ -217,8 +223,33 @@ def cmd_reconstruct(ns) -> int:
 
 # --- bench / demo ----------------------------------------------------------------------
 def cmd_bench(ns) -> int:
-    from ..bench import bench_sim
+    from ..bench import bench_sim, bench_tfilter
 
+    if ns.bench == "tfilter":
+        h, w = ns.size
+        doc = bench_tfilter(height=h, width=w, repeats=ns.repeats, num_threads=ns.threads)
+        if not ns.json:
+            print(f"binarized temporal filters, {doc['filters']} filters x {doc['window']} "
+                  f"frames at {h}x{w}, {doc['threads']} threads: kernel "
+                  f"{doc['kernel_float_s'] * 1e3:.2f} ms vs torch {doc['torch_layer_s'] * 1e3:.2f} "
+                  f"ms -> x{doc['speedup']:.1f} (bit-exact: {doc['bit_exact_vs_torch']})",
+                  file=sys.stderr)
+        print(json.dumps(doc, indent=2))
+        return 0
+    if ns.bench == "flops":
+        from ..models.pretrained import load_model
+        from ..models.sci import SCIConfig, SCIModel
+        from ..profiling import sci_flops
+
+        h, w = ns.size
+        model = load_model(ns.weights) if ns.weights else SCIModel(SCIConfig(task=ns.task))
+        doc = sci_flops(model, h, w)
+        if not ns.json:
+            print(f"end side (FEM) {doc['end_side_gflops']:.3f} GFLOPs per feature frame, "
+                  f"cloud side {doc['cloud_side_gflops']:.3f} GFLOPs per output at {h}x{w}",
+                  file=sys.stderr)
+        print(json.dumps(doc, indent=2))
+        return 0
     if ns.bench == "sim":
         h, w = ns.size
         if ns.frames < 2 or ns.steps_per_frame < 2:
@@ -237,6 +268,54 @@ def cmd_bench(ns) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     raise ValueError(f"unknown benchmark {ns.bench!r}")
+
+
+def cmd_train(ns) -> int:
+    from ..train import load_config, train
+
+    overrides = {}
+    if ns.out_dir:
+        overrides["out_dir"] = ns.out_dir
+    if ns.init:
+        overrides["init"] = ns.init
+    if ns.steps:
+        overrides["optim.steps"] = ns.steps
+    cfg = load_config(ns.config, overrides)
+    if (cfg.stage, cfg.task) != (ns.stage, ns.task):
+        raise DataError(f"{ns.config}: the config is for stage {cfg.stage} / {cfg.task}, "
+                        f"not stage {ns.stage} / {ns.task}")
+    if ns.export_weights and cfg.stage != 2:
+        raise DataError("--export-weights takes a full SCI model: use it with stage 2")
+    result = train(cfg, resume=ns.resume, quiet=ns.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if ns.export_weights:
+            from ..models.pretrained import export_weights
+
+            result["exported"] = str(export_weights(Path(cfg.out_dir) / "final.pt",
+                                                    ns.export_weights))
+        print(json.dumps({"out_dir": cfg.out_dir, **result}, indent=2))
+    return 0
+
+
+def cmd_eval(ns) -> int:
+    from ..eval import evaluate_cls, evaluate_recon
+    from ..models.pretrained import load_pretrained
+
+    model = load_pretrained(ns.eval, path=ns.weights)
+    if ns.eval == "recon":
+        doc = evaluate_recon(model, data=ns.data, root=ns.root, limit=ns.limit)
+        if not ns.json:
+            m = doc["mean"]
+            print(f"{doc['data']}: {doc['frames']} frames  SCI {m['sci_psnr']:.2f} dB / "
+                  f"{m['sci_ssim']:.3f}   TFP {m['tfp_psnr']:.2f} dB / {m['tfp_ssim']:.3f}   "
+                  f"TFI {m['tfi_psnr']:.2f} dB / {m['tfi_ssim']:.3f}", file=sys.stderr)
+    else:
+        doc = evaluate_cls(model, root=ns.root, limit=ns.limit)
+        if not ns.json:
+            print(f"S-MNIST test: accuracy {doc['accuracy']:.4f} on {doc['samples']} digits",
+                  file=sys.stderr)
+    print(json.dumps(doc, indent=2))
+    return 0
 
 
 def cmd_demo(ns) -> int:

@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Writes frame_<t>.png for each spike index t (or one GIF). "
                                    "Intensity = firing rate / gain, clipped to [0, 1].")
     _add_spike_input(p)
-    p.add_argument("--method", choices=("tfp", "tfi"), default="tfp")
+    p.add_argument("--method", choices=("tfp", "tfi", "sci"), default="tfp",
+                   help="tfp | tfi | sci (the learned model; needs torch)")
+    p.add_argument("--weights", help="--method sci: a stage-II checkpoint (default: shipped)")
     p.add_argument("--gain", type=A.positive_float, default=1.0,
                    help="spikes per step at full brightness (default 1.0)")
     p.add_argument("--at", type=A.times,
@@ -92,6 +94,52 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=A.positive_int, default=5)
     b.add_argument("--threads", type=A.positive_int, help="kernel threads (default: all CPUs)")
     b.add_argument("--json", action="store_true", help="print only the JSON document")
+    b = bsub.add_parser("tfilter", help="binarized temporal filters: popcount kernel vs torch "
+                                         "fp32 conv (the FEM's 64-filter bank)")
+    b.add_argument("--size", type=A.size, default=(256, 256))
+    b.add_argument("--repeats", type=A.positive_int, default=20)
+    b.add_argument("--threads", type=A.positive_int, help="threads (default: all CPUs)")
+    b.add_argument("--json", action="store_true", help="print only the JSON document")
+    b = bsub.add_parser("flops", help="FLOPs of the end-side FEM and the cloud-side analysis "
+                                       "(fvcore: 1 MAC = 1 flop)")
+    b.add_argument("--size", type=A.size, default=(256, 256))
+    b.add_argument("--task", choices=("recon", "cls"), default="recon")
+    b.add_argument("--weights", help="a stage-II checkpoint (default: the shipped model's "
+                                      "architecture)")
+    b.add_argument("--json", action="store_true", help="print only the JSON document")
+
+    # train ---------------------------------------------------------------------
+    p = sub.add_parser("train", help="train the FEM (stage 1) or an analysis module + head "
+                                     "(stage 2); needs torch",
+                       description="Configs are TOML files; bundled ones: stage1_fem, "
+                                   "stage2_recon, stage2_cls (sci_edge/train/configs). Runs "
+                                   "under torchrun for DistributedDataParallel.")
+    p.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    p.add_argument("--task", choices=("recon", "cls"), required=True)
+    p.add_argument("--config", required=True, help="TOML file or bundled config name")
+    p.add_argument("--out-dir", help="override the config's out_dir")
+    p.add_argument("--init", help="stage 2: override the stage-1 checkpoint")
+    p.add_argument("--steps", type=A.positive_int, help="override optim.steps")
+    p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
+    p.add_argument("--export-weights", metavar="PATH",
+                   help="stage 2: also write the final model, without optimizer state, to PATH "
+                        "(the shipped files are sci_edge/weights/sci_<task>.pt)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    # eval ----------------------------------------------------------------------
+    p = sub.add_parser("eval", help="evaluate the learned models beside the classic baselines")
+    esub = p.add_subparsers(dest="eval", metavar="TASK", required=True)
+    e = esub.add_parser("recon", help="PSNR/SSIM of SCI vs TFP and TFI")
+    e.add_argument("--data", choices=("scenes", "reds"), default="scenes")
+    e.add_argument("--root", help="data folder (reds: the sim_reds_spk2imgnet folder)")
+    e.add_argument("--weights", help="stage-II checkpoint (default: shipped)")
+    e.add_argument("--limit", type=A.positive_int, help="at most this many frames")
+    e.add_argument("--json", action="store_true")
+    e = esub.add_parser("cls", help="S-MNIST test accuracy and per-class report")
+    e.add_argument("--root", help="MNIST folder (default ../shared/data/mnist)")
+    e.add_argument("--weights", help="stage-II checkpoint (default: shipped)")
+    e.add_argument("--limit", type=A.positive_int, help="at most this many test digits")
+    e.add_argument("--json", action="store_true")
 
     # demo ----------------------------------------------------------------------
     p = sub.add_parser("demo", help="simulate a bundled image under camera motion, reconstruct "
@@ -129,11 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         "reconstruct": commands.cmd_reconstruct,
         "bench": commands.cmd_bench,
         "demo": commands.cmd_demo,
+        "train": commands.cmd_train,
+        "eval": commands.cmd_eval,
     }[ns.command]
     try:
         return int(handler(ns) or 0)
+    except ModuleNotFoundError as exc:
+        print(f"sci-edge {ns.command}: error: {exc.name} is not installed "
+              "(pip install 'sci_edge[train]' for torch-based commands)", file=sys.stderr)
+        return EXIT_ERROR
     except (SciEdgeError, ValueError, TypeError, FileNotFoundError, PermissionError,
-            IsADirectoryError, NotADirectoryError) as exc:
+            IsADirectoryError, NotADirectoryError, RuntimeError) as exc:
         print(f"sci-edge {ns.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:

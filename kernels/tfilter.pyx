@@ -1,0 +1,57 @@
+# Binarized temporal filters over bit-packed time (private: use sci_edge.edge.tfilter).
+from cython.parallel cimport prange
+from libc.stdint cimport int8_t, uint8_t, uint64_t, int64_t
+
+cdef extern from "tfilter_core.h" nogil:
+    void sci_tfilter_row(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
+                         const uint64_t *sup, const float *alpha, const float *bias,
+                         float *out, int64_t plane)
+
+
+def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_threads):
+    """words[y, x] bit j = spikes[j, y, x] (j < 64). Any input strides."""
+    cdef int64_t L = spikes.shape[0], H = spikes.shape[1], W = spikes.shape[2]
+    cdef int64_t y, x, j
+    cdef int threads = num_threads if num_threads > 0 else 1
+    with nogil:
+        for y in prange(H, schedule="static", num_threads=threads):
+            for x in range(W):
+                words[y, x] = 0
+            for j in range(L):  # frame-major, so each pass reads one contiguous row
+                for x in range(W):
+                    words[y, x] = words[y, x] | (<uint64_t>(spikes[j, y, x] & 1) << j)
+
+
+def filter_words(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const uint64_t[::1] sup,
+                 const float[::1] alpha, const float[::1] bias, float[:, :, ::1] out,
+                 int num_threads):
+    """out[c, y, x] = (2*popcount(w & pos[c]) - popcount(w & sup[c])) * alpha[c] + bias[c]."""
+    cdef int64_t H = words.shape[0], W = words.shape[1]
+    cdef int C = <int>pos.shape[0]
+    cdef int64_t y
+    cdef int threads = num_threads if num_threads > 0 else 1
+    if H == 0 or W == 0 or C == 0:
+        return
+    with nogil:
+        for y in prange(H, schedule="static", num_threads=threads):
+            sci_tfilter_row(W, &words[y, 0], C, &pos[0], &sup[0], &alpha[0], &bias[0],
+                            &out[0, y, 0], H * W)
+
+
+cdef extern from "tfilter_core.h" nogil:
+    void sci_tfilter_row_int8(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
+                              const uint64_t *sup, int8_t *out, int64_t plane)
+
+
+def filter_words_int8(const uint64_t[:, ::1] words, const uint64_t[::1] pos,
+                      const uint64_t[::1] sup, int8_t[:, :, ::1] out, int num_threads):
+    """out[c, y, x] = 2*popcount(w & pos[c]) - popcount(w & sup[c]) (exact integers)."""
+    cdef int64_t H = words.shape[0], W = words.shape[1]
+    cdef int C = <int>pos.shape[0]
+    cdef int64_t y
+    cdef int threads = num_threads if num_threads > 0 else 1
+    if H == 0 or W == 0 or C == 0:
+        return
+    with nogil:
+        for y in prange(H, schedule="static", num_threads=threads):
+            sci_tfilter_row_int8(W, &words[y, 0], C, &pos[0], &sup[0], &out[0, y, 0], H * W)

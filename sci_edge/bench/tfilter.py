@@ -1,0 +1,79 @@
+"""Binarized temporal filters: the popcount kernel vs a torch fp32 convolution.
+
+Both compute the FEM's whole first layer (dorsal + ventral banks, 64 filters
+over a 13-frame window) at one feature time; the results are checked to be
+bit-identical. The kernel reads time-packed words (on the device the camera
+stream is kept in that form: one shift-in per pixel and step); the time it
+takes to pack them from 0/1 frames is reported too."""
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+from .._threads import resolve_threads
+
+
+def _best(repeats: int, fn) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_tfilter(height: int = 256, width: int = 256, repeats: int = 20,
+                  num_threads: int | None = None, seed: int = 0) -> dict:
+    try:
+        import torch
+        from torch.nn import functional as F
+    except ImportError as exc:  # the comparison needs the torch layer
+        raise RuntimeError("bench tfilter compares with torch: install the 'train' extra") from exc
+    from ..edge.tfilter import pack_time
+    from ..models.end.fem import FEM, WINDOW
+
+    threads = resolve_threads(num_threads)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    fem = FEM().eval()
+    bank = fem.export_filter_bank()
+    rng = np.random.default_rng(seed)
+    spikes = (rng.random((WINDOW, height, width)) < 0.3).astype(np.uint8)
+    words = pack_time(spikes, num_threads=threads)
+    out = np.empty((bank.channels, height, width), np.float32)
+
+    x = torch.from_numpy(spikes).float()[None]
+    with torch.no_grad():
+        wd, ad = fem.dorsal.dense_weight()
+        wv, av = fem.ventral.dense_weight()
+        weight = torch.cat([wd, wv])[:, :, None, None].contiguous()
+        alpha = torch.cat([ad, av])[None, :, None, None]
+        bias = torch.cat([fem.dorsal.bias, fem.ventral.bias])[None, :, None, None]
+
+        def torch_layer():
+            y = F.conv2d(x, weight) * alpha
+            return y + bias
+
+        ref = torch_layer()[0].numpy()
+        ref_dots = F.conv2d(x, weight)[0].numpy()
+        t_torch = _best(repeats, torch_layer)
+        t_torch_conv = _best(repeats, lambda: F.conv2d(x, weight))
+    dots = np.empty((bank.channels, height, width), np.int8)
+    bank.apply_words(words, out=out, num_threads=threads)
+    bank.dots_words(words, out=dots, num_threads=threads)
+    exact = bool(np.array_equal(out, ref)) and bool(np.array_equal(dots, ref_dots))
+    t_kernel = _best(repeats, lambda: bank.apply_words(words, out=out, num_threads=threads))
+    t_kernel_int8 = _best(repeats, lambda: bank.dots_words(words, out=dots, num_threads=threads))
+    t_pack = _best(repeats, lambda: pack_time(spikes, num_threads=threads))
+    return {
+        "benchmark": "tfilter", "height": height, "width": width, "window": WINDOW,
+        "filters": bank.channels, "threads": threads, "machine": platform.machine(),
+        "torch_layer_s": t_torch, "torch_conv_s": t_torch_conv,
+        "kernel_float_s": t_kernel, "kernel_int8_s": t_kernel_int8, "pack_time_s": t_pack,
+        "speedup": t_torch / t_kernel,
+        "speedup_int8_vs_conv": t_torch_conv / t_kernel_int8,
+        "speedup_including_packing": t_torch / (t_kernel + t_pack),
+        "bit_exact_vs_torch": exact,
+    }

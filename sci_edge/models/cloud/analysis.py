@@ -1,0 +1,93 @@
+"""Long-term feature analysis: align neighbouring features to t and fuse them.
+
+Associated Feature Regression (AFR, paper Eq. 9 / Fig. 6): a neighbour's
+feature is first warped by its motion vectors (large motion), then a
+deformable convolution, whose offsets are regressed from the warped neighbour,
+the centre and the motion, aligns the sub-pixel rest. The neighbours before t
+form the previous branch, those after t the subsequent branch; each branch is
+merged, and [previous, centre, subsequent] are fused into Y_t.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..layers import ResBlock, conv1x1, conv3x3
+from .deform import DeformConv2d
+from .flow import FlowEstimator, warp
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    neighbors: int = 2       # K features on each side of t
+    stride: int = 7          # spike steps between consecutive features
+    width: int = 24
+    fuse_blocks: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AFR(nn.Module):
+    """Associated Feature Regression for one branch: warp + deformable alignment."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.offsets = nn.Sequential(conv3x3(2 * width + 2, width), nn.LeakyReLU(0.1),
+                                     conv3x3(width, 18))
+        nn.init.zeros_(self.offsets[-1].weight)
+        nn.init.zeros_(self.offsets[-1].bias)
+        self.deform = DeformConv2d(width, width)
+
+    def forward(self, centre, neighbour, flow):
+        warped = warp(neighbour, flow)
+        offset = self.offsets(torch.cat([centre, warped, flow], dim=1))
+        return F.leaky_relu(self.deform(warped, offset), 0.1)
+
+
+class LongTermAnalysis(nn.Module):
+    """Features (B, 2K+1, H, W) at times t-K*s .. t+K*s -> Y_t (B, width, H, W).
+
+    ``flows`` (B, 2K, 2, H, W), the motion of each neighbour onto t in pixels,
+    may come from the codec; without them the module estimates its own.
+    H and W must be multiples of 4 (SCIModel pads)."""
+
+    def __init__(self, config: AnalysisConfig | None = None):
+        super().__init__()
+        self.config = config = config or AnalysisConfig()
+        w, K = config.width, config.neighbors
+        self.encode = nn.Sequential(conv3x3(1, w), nn.LeakyReLU(0.1), ResBlock(w))
+        self.flow = FlowEstimator(w)
+        self.afr_prev = AFR(w)
+        self.afr_next = AFR(w)
+        self.merge_prev = conv1x1(K * w, w)
+        self.merge_next = conv1x1(K * w, w)
+        self.fuse = nn.Sequential(conv1x1(3 * w, w), nn.LeakyReLU(0.1),
+                                  *[ResBlock(w) for _ in range(config.fuse_blocks)])
+
+    def estimate_flows(self, features: torch.Tensor) -> torch.Tensor:
+        B, N, H, W = features.shape
+        K = self.config.neighbors
+        centre = features[:, K:K + 1]
+        neighbours = [features[:, i:i + 1] for i in range(N) if i != K]
+        ref = centre.expand(-1, len(neighbours), -1, -1).reshape(B * (N - 1), 1, H, W)
+        nb = torch.cat(neighbours, dim=1).reshape(B * (N - 1), 1, H, W)
+        return self.flow(ref, nb).view(B, N - 1, 2, H, W)
+
+    def forward(self, features: torch.Tensor, flows: torch.Tensor | None = None):
+        B, N, H, W = features.shape
+        K = self.config.neighbors
+        if N != 2 * K + 1:
+            raise ValueError(f"expected {2 * K + 1} features, got {N}")
+        if flows is None:
+            flows = self.estimate_flows(features)
+        enc = self.encode(features.reshape(B * N, 1, H, W)).view(B, N, -1, H, W)
+        centre = enc[:, K]
+        prev = [self.afr_prev(centre, enc[:, i], flows[:, i]) for i in range(K)]
+        nxt = [self.afr_next(centre, enc[:, K + 1 + i], flows[:, K + i]) for i in range(K)]
+        y = torch.cat([self.merge_prev(torch.cat(prev, 1)), centre,
+                       self.merge_next(torch.cat(nxt, 1))], dim=1)
+        return self.fuse(y), flows

@@ -1,0 +1,57 @@
+"""Shipped weights: sci_edge/weights/sci_<task>.pt, made by the commands in README.
+
+``load_pretrained("recon")`` / ``load_pretrained("cls")`` return an SCIModel in
+eval mode. Checkpoints are loaded with ``weights_only=True``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataError
+from ..train.checkpoint import load_checkpoint
+from .sci import SCIConfig, SCIModel
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED = {"recon": "sci_recon.pt", "cls": "sci_cls.pt"}
+
+
+def pretrained_path(task: str) -> Path:
+    if task not in SHIPPED:
+        raise DataError(f"no shipped weights for task {task!r}; choose from {sorted(SHIPPED)}")
+    return WEIGHTS_DIR / SHIPPED[task]
+
+
+def load_model(path: str | Path, *, device: str = "cpu") -> SCIModel:
+    """An SCIModel from a stage-II checkpoint (or shipped weights file)."""
+    doc = load_checkpoint(path, map_location=device)
+    if doc["kind"] != "sci":
+        raise DataError(f"{path}: a {doc['kind']!r} checkpoint, not a full SCI model "
+                        "(stage-1 checkpoints hold only the FEM)")
+    try:
+        model = SCIModel(SCIConfig.from_dict(doc["model_config"]))
+        model.load_state_dict(doc["state"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DataError(f"{path}: weights do not fit the model they describe ({exc})") from exc
+    return model.to(device).eval()
+
+
+def load_pretrained(task: str = "recon", *, path: str | Path | None = None,
+                    device: str = "cpu") -> SCIModel:
+    """The shipped SCI model for ``task`` ("recon" or "cls"), or the one at ``path``."""
+    path = Path(path) if path is not None else pretrained_path(task)
+    if not path.is_file():
+        raise DataError(f"{path}: weights not found (reproduce them with the commands in README)")
+    model = load_model(path, device=device)
+    if model.config.task != task:
+        raise DataError(f"{path}: weights are for task {model.config.task!r}, not {task!r}")
+    return model
+
+
+def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
+    """Strip a training checkpoint to what inference needs (no optimizer state)."""
+    from ..train.checkpoint import save_checkpoint
+
+    doc = load_checkpoint(checkpoint)
+    return save_checkpoint(out, kind=doc["kind"], model_config=doc["model_config"],
+                           state=doc["state"], train_config=doc.get("train_config"),
+                           step=doc.get("step", 0), metrics=doc.get("metrics"))
+

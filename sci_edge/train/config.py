@@ -1,0 +1,115 @@
+"""Training configuration: TOML files in sci_edge/train/configs, read into dataclasses."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import DataError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "scenes"                 # "scenes" | "smnist"
+    size: tuple[int, int] = (64, 64)        # training crop (H, W); smnist: padded digit size
+    motions: tuple[str, ...] = ("pan", "zoom", "rotation", "mixed")
+    speeds: tuple[float, float] = (0.0, 1.5)
+    alpha: tuple[float, float] = (0.3, 0.9)
+    noise_prob: float = 0.3
+    seed: int = 0
+    val_items: int = 32
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    steps: int = 2000
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 50
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    every: int = 10
+    eval_every: int = 200
+    checkpoint_every: int = 200
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    stage: int = 1
+    task: str = "recon"
+    out_dir: str = "runs/stage1"
+    init: str | None = None                 # stage 2: the stage-1 checkpoint holding the FEM
+    laplacian_weight: float = 0.02          # stage 1 smoothness constraint on F_t
+    model: dict = field(default_factory=dict)  # SCIConfig fields: fem, analysis, num_classes
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    workers: int = 1
+    threads: int = 0                        # torch threads per process; 0 = all CPUs / world size
+
+    def __post_init__(self):
+        if self.stage not in (1, 2):
+            raise DataError(f"stage must be 1 or 2, got {self.stage}")
+        if self.task not in ("recon", "cls"):
+            raise DataError(f"task must be 'recon' or 'cls', got {self.task!r}")
+        if self.stage == 1 and self.task != "recon":
+            raise DataError("stage 1 trains the FEM with a reconstruction head: task must be recon")
+        if self.data.dataset not in ("scenes", "smnist"):
+            raise DataError(f"data.dataset must be 'scenes' or 'smnist', got {self.data.dataset!r}")
+        if self.task == "cls" and self.data.dataset != "smnist":
+            raise DataError("classification trains on data.dataset = 'smnist'")
+        if self.optim.steps < 1 or self.optim.batch < 1 or not self.optim.lr > 0:
+            raise DataError("optim.steps and optim.batch must be >= 1 and optim.lr > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _build(cls, d: dict, where: str):
+    names = {f.name: f for f in fields(cls)}
+    unknown = set(d) - set(names)
+    if unknown:
+        raise DataError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(names)})")
+    out = {}
+    for k, v in d.items():
+        out[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v) \
+            if isinstance(v, list) else v
+    return cls(**out)
+
+
+def config_from_dict(d: dict, where: str = "config") -> TrainConfig:
+    d = dict(d)
+    sub = {"data": DataConfig, "optim": OptimConfig, "log": LogConfig}
+    for key, cls in sub.items():
+        d[key] = _build(cls, d.get(key, {}), f"{where} [{key}]")
+    return _build(TrainConfig, d, where)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Read a TOML config; a bare name (e.g. 'stage1_fem') is looked up in CONFIG_DIR."""
+    path = Path(path)
+    if not path.exists() and not path.suffix:
+        path = CONFIG_DIR / f"{path}.toml"
+    if not path.is_file():
+        raise DataError(f"{path}: config not found (bundled: "
+                        f"{', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.toml')))})")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid TOML ({exc})") from exc
+    for key, value in (overrides or {}).items():
+        section = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            section = section.setdefault(p, {})
+        section[leaf] = value
+    try:
+        return config_from_dict(raw, str(path))
+    except TypeError as exc:
+        raise DataError(f"{path}: {exc}") from exc

@@ -1,0 +1,326 @@
+"""The training loop for stages I and II (paper Fig. 7).
+
+Stage I: FEM + light reconstruction head, MSE on intensity plus the Laplacian
+smoothness constraint on F_t. Stage II: the FEM from stage I frozen; the
+long-term analysis and a task head trained with MSE (recon) or cross-entropy
+(cls). Runs on one process, or several under ``torchrun`` (DistributedDataParallel;
+gloo on CPU, nccl on GPU). Resumable from ``<out_dir>/last.pt``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from ..errors import DataError
+from ..models.end.fem import FEM, HALF_WINDOW, WINDOW, FEMConfig, LightReconHead
+from ..models.sci import SCIConfig, SCIModel
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import SceneSamples, SMNISTSamples
+
+_LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+
+
+def laplacian(x: torch.Tensor) -> torch.Tensor:
+    """Discrete Laplacian of (B, 1, H, W) maps (replicate border)."""
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), _LAPLACE.to(x))
+
+
+def laplacian_norms(features: torch.Tensor) -> tuple[float, float]:
+    """(mean |lap F|, sqrt(mean (lap F)^2)) of feature maps in [0, 1]."""
+    lap = laplacian(features)
+    return float(lap.abs().mean()), float(lap.pow(2).mean().sqrt())
+
+
+class FEMStage(nn.Module):
+    """Stage I model: FEM followed by the light reconstruction head."""
+
+    def __init__(self, config: FEMConfig):
+        super().__init__()
+        self.fem = FEM(config)
+        self.light_head = LightReconHead()
+
+    def forward(self, window):
+        feature = self.fem(window)
+        return feature, self.light_head(feature)
+
+
+class StreamSampler(Sampler):
+    """Sample indices for steps [start, steps): each step and rank gets fresh ones."""
+
+    def __init__(self, start: int, steps: int, batch: int, world: int, rank: int):
+        self.start, self.steps, self.batch, self.world, self.rank = start, steps, batch, world, rank
+
+    def __len__(self):
+        return max(0, self.steps - self.start) * self.batch
+
+    def __iter__(self):
+        for s in range(self.start, self.steps):
+            base = (s * self.world + self.rank) * self.batch
+            yield from range(base, base + self.batch)
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    o = cfg.optim
+    if step < o.warmup:
+        return o.lr * (step + 1) / o.warmup
+    p = (step - o.warmup) / max(1, o.steps - o.warmup)
+    return o.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def _psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    mse = (pred.clamp(0, 1) - target).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, quiet: bool = False):
+        self.cfg = cfg
+        self.quiet = quiet
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) \
+            if torch.cuda.is_available() else torch.device("cpu")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // self.world)
+        torch.set_num_threads(threads)
+        torch.manual_seed(cfg.data.seed)
+        self.out_dir = Path(cfg.out_dir)
+        self._init_doc = None
+        if cfg.stage == 2:
+            if cfg.init is None:
+                raise DataError("stage 2 needs init = the stage-1 checkpoint holding the FEM")
+            self._init_doc = load_checkpoint(cfg.init)
+        self.model, self.trainable = self._build()
+        params = [p for p in self.trainable.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr,
+                                           weight_decay=cfg.optim.weight_decay)
+        self.step = 0
+        last = self.out_dir / "last.pt"
+        if resume and last.is_file():
+            doc = load_checkpoint(last)
+            self._load_state(doc["state"])
+            self.optimizer.load_state_dict(doc["optimizer"])
+            self.step = int(doc["step"])
+        self.ddp = self.trainable
+        if self.world > 1:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.trainable, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None)
+
+    # --- model -----------------------------------------------------------------------
+    @property
+    def span(self) -> int:
+        return WINDOW if self.cfg.stage == 1 else self.model_config().span
+
+    def model_config(self) -> SCIConfig:
+        """Stage II's model: the analysis from this config, the FEM as in the init checkpoint."""
+        d = {"task": self.cfg.task, **self.cfg.model}
+        if self._init_doc is not None:
+            d["fem"] = self._init_doc["model_config"].get("fem", {})
+        return SCIConfig.from_dict(d)
+
+    def _build(self):
+        cfg = self.cfg
+        if cfg.stage == 1:
+            model = FEMStage(FEMConfig(**cfg.model.get("fem", {}))).to(self.device)
+            return model, model
+        model = SCIModel(self.model_config()).to(self.device)
+        doc = self._init_doc
+        fem_state = {k[4:]: v for k, v in doc["state"].items() if k.startswith("fem.")}
+        if not fem_state:
+            raise DataError(f"{cfg.init}: holds no FEM weights")
+        model.fem.load_state_dict(fem_state)
+        for p in model.fem.parameters():
+            p.requires_grad_(False)
+        model.fem.eval()
+        return model, model
+
+    def _state(self) -> dict:
+        return self.model.state_dict()
+
+    def _load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state)
+
+    def _model_config_dict(self) -> dict:
+        if self.cfg.stage == 1:
+            return {"fem": self.model.fem.config.to_dict()}
+        return self.model_config().to_dict()
+
+    # --- data ------------------------------------------------------------------------
+    def _train_data(self):
+        cfg = self.cfg
+        if cfg.data.dataset == "scenes":
+            ds = SceneSamples(cfg.data, self.span)
+        else:
+            ds = SMNISTSamples(cfg.data, self.span)
+        sampler = StreamSampler(self.step, cfg.optim.steps, cfg.optim.batch, self.world, self.rank)
+        return DataLoader(ds, batch_size=cfg.optim.batch, sampler=sampler,
+                          num_workers=cfg.workers, persistent_workers=False,
+                          prefetch_factor=4 if cfg.workers else None)
+
+    def _val_batches(self):
+        cfg = self.cfg
+        if cfg.data.dataset == "scenes":
+            ds = SceneSamples(cfg.data, self.span, split="test", length=cfg.data.val_items,
+                              seed_offset=12345)
+        else:
+            ds = SMNISTSamples(cfg.data, self.span, split="test")
+            ds = torch.utils.data.Subset(ds, range(min(len(ds), cfg.data.val_items)))
+        return DataLoader(ds, batch_size=8, shuffle=False)
+
+    # --- steps -----------------------------------------------------------------------
+    def _forward(self, batch, train: bool):
+        cfg = self.cfg
+        net = self.ddp if train else self.trainable
+        if cfg.task == "cls":
+            spikes, labels = (b.to(self.device) for b in batch)
+            logits = net(self.model.windows_at(spikes, spikes.shape[1] // 2).float())
+            loss = F.cross_entropy(logits, labels)
+            return loss, {"loss": loss.item(), "acc": (logits.argmax(1) == labels)
+                          .float().mean().item()}
+        spikes, rate, alpha = (b.to(self.device) for b in batch)
+        scale = alpha.view(-1, 1, 1, 1)
+        if cfg.stage == 1:
+            feature, pred = net(spikes.float())
+            mse = ((pred - rate) / scale).pow(2).mean()
+            lap = laplacian(feature).abs().mean()
+            loss = mse + cfg.laplacian_weight * lap
+            return loss, {"loss": loss.item(), "mse": mse.item(), "lap_l1": lap.item(),
+                          "psnr": _psnr(pred.detach() / scale, rate / scale).mean().item()}
+        pred = net(self.model.windows_at(spikes, spikes.shape[1] // 2).float())
+        mse = ((pred - rate) / scale).pow(2).mean()
+        return mse, {"loss": mse.item(),
+                     "psnr": _psnr(pred.detach() / scale, rate / scale).mean().item()}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        from ..recon import tfp
+
+        was = self.trainable.training
+        self.trainable.eval()
+        if self.cfg.stage == 2:
+            self.model.fem.eval()
+        sums: dict[str, float] = {}
+        n = 0
+        for batch in self._val_batches():
+            _, m = self._forward(batch, train=False)
+            k = batch[0].shape[0]
+            if self.cfg.task == "recon":
+                spikes, rate, alpha = batch
+                mid = spikes.shape[1] // 2
+                half = HALF_WINDOW if self.cfg.stage == 1 else 20
+                tfp_psnr = [float(_psnr(torch.from_numpy(tfp(s.numpy(), mid, min(half, mid), 1.0)
+                                                         )[None] / a, r / a))
+                            for s, r, a in zip(spikes, rate, alpha)]
+                m["tfp_psnr"] = float(np.mean(tfp_psnr))
+                if self.cfg.stage == 1:
+                    feat, _ = self.trainable(spikes.float().to(self.device))
+                    m["lap_l1"], m["lap_l2"] = laplacian_norms(feat)
+            for key, v in m.items():
+                sums[key] = sums.get(key, 0.0) + v * k
+            n += k
+        self.trainable.train(was)
+        if self.cfg.stage == 2:
+            self.model.fem.eval()
+        return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
+
+    def save(self, name: str, metrics: dict | None = None) -> Path:
+        return save_checkpoint(self.out_dir / name, kind="fem" if self.cfg.stage == 1 else "sci",
+                               model_config=self._model_config_dict(), state=self._state(),
+                               train_config=self.cfg.to_dict(), step=self.step,
+                               optimizer=self.optimizer.state_dict(), metrics=metrics)
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        main = self.rank == 0
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        log_csv = self.out_dir / "log.csv"
+        log_jsonl = self.out_dir / "log.jsonl"
+        self.trainable.train()
+        if cfg.stage == 2:
+            self.model.fem.eval()
+        bar = tqdm(total=cfg.optim.steps, initial=self.step, disable=self.quiet or not main,
+                   desc=f"stage {cfg.stage} {cfg.task}", unit="step")
+        t0 = time.perf_counter()
+        metrics: dict = {}
+        running: dict[str, float] = {}
+        count = 0
+        for batch in self._train_data():
+            for group in self.optimizer.param_groups:
+                group["lr"] = _lr_at(self.step, cfg)
+            loss, m = self._forward(batch, train=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.trainable.parameters(), cfg.optim.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            for k, v in m.items():
+                running[k] = running.get(k, 0.0) + v
+            count += 1
+            bar.update(1)
+            last = self.step >= cfg.optim.steps
+            if main and (self.step % cfg.log.every == 0 or last):
+                row = {"step": self.step, "lr": _lr_at(self.step - 1, cfg),
+                       "elapsed_s": round(time.perf_counter() - t0, 2),
+                       **{k: v / count for k, v in running.items()}}
+                if self.step % cfg.log.eval_every == 0 or last:
+                    row.update(self.evaluate())
+                    metrics = row
+                _append_logs(log_csv, log_jsonl, row)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
+                                 if k in ("loss", "psnr", "acc", "val_psnr", "val_acc")})
+                running, count = {}, 0
+            if main and (self.step % cfg.log.checkpoint_every == 0 or last):
+                self.save("last.pt", metrics)
+            if last:
+                break
+        bar.close()
+        if main:
+            self.save("final.pt", metrics)
+        if self.world > 1:
+            dist.barrier()
+        return {"step": self.step, "seconds": time.perf_counter() - t0, **metrics}
+
+
+LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "psnr", "acc", "lap_l1", "val_loss",
+               "val_mse", "val_psnr", "val_tfp_psnr", "val_acc", "val_lap_l1", "val_lap_l2"]
+
+
+def _append_logs(csv_path: Path, jsonl_path: Path, row: dict) -> None:
+    """One JSON object per line, and the same row in a CSV with fixed columns."""
+    with open(jsonl_path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    new = not csv_path.exists()
+    with open(csv_path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, restval="", extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dict:
+    """Run one training stage; returns the final metrics."""
+    trainer = Trainer(cfg, resume=resume, quiet=quiet)
+    try:
+        return trainer.run()
+    finally:
+        if trainer.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sci_edge.cli.main import main  # noqa: E402
+from sci_edge.io import write_dat  # noqa: E402
+from sci_edge.models import SCIConfig, SCIModel  # noqa: E402
+from sci_edge.models.cloud.analysis import AnalysisConfig  # noqa: E402
+from sci_edge.models.end.fem import FEMConfig  # noqa: E402
+from sci_edge.models.pretrained import SHIPPED, load_pretrained, pretrained_path  # noqa: E402
+from sci_edge.train.checkpoint import save_checkpoint  # noqa: E402
+
+
+def _tiny_checkpoint(path, task="recon"):
+    torch.manual_seed(0)
+    model = SCIModel(SCIConfig(task=task, fem=FEMConfig(4, 4, 8, 1),
+                               analysis=AnalysisConfig(2, 7, 8, 1)))
+    return save_checkpoint(path, kind="sci", model_config=model.config.to_dict(),
+                           state=model.state_dict())
+
+
+def test_reconstruct_sci_method(capsys, tmp_path, random_spikes):
+    weights = _tiny_checkpoint(tmp_path / "w.pt")
+    dat = write_dat(tmp_path / "s.dat", random_spikes(30, 8, 16))
+    code = main(["reconstruct", str(dat), "--height", "8", "--width", "16", "--method", "sci",
+                 "--weights", str(weights), "--gain", "0.6", "--at", "3,15", "-o",
+                 str(tmp_path / "rec")])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "rec" / "frame_15.png").is_file()
+    # a classifier cannot reconstruct
+    cls = _tiny_checkpoint(tmp_path / "c.pt", task="cls")
+    code = main(["reconstruct", str(dat), "--height", "8", "--width", "16", "--method", "sci",
+                 "--weights", str(cls), "-o", str(tmp_path / "rec2")])
+    assert code == 2 and "not 'recon'" in capsys.readouterr().err
+
+
+def test_bench_tfilter_and_flops(capsys):
+    assert main(["bench", "tfilter", "--size", "32x48", "--repeats", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["bit_exact_vs_torch"] is True and doc["filters"] == 64
+    pytest.importorskip("fvcore")
+    assert main(["bench", "flops", "--size", "64x64", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    # FEM budget: <= 2 GFLOPs per feature frame at 256x256 scales as pixels
+    assert doc["end_side_fem_flops_per_feature_frame"] * 16 <= 2e9
+
+
+def test_fem_budget_at_256():
+    pytest.importorskip("fvcore")
+    from sci_edge.profiling import sci_flops
+
+    doc = sci_flops(SCIModel(), 256, 256)
+    assert doc["end_side_fem_gflops"] <= 2.0
+
+
+def test_train_and_eval_errors(capsys, tmp_path):
+    assert main(["train", "--stage", "2", "--task", "cls", "--config", "stage1_fem"]) == 2
+    assert "not stage 2 / cls" in capsys.readouterr().err
+    assert main(["eval", "recon", "--weights", str(tmp_path / "none.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", sorted(SHIPPED))
+def test_shipped_weights_load(task):
+    path = pretrained_path(task)
+    if not path.is_file():
+        pytest.skip(f"{path.name} not shipped in this checkout")
+    assert path.stat().st_size < 5 * 2**20
+    model = load_pretrained(task)
+    assert model.config.task == task and not model.training
+    x = (torch.rand(1, model.num_features, 13, 24, 24) < 0.3).float()
+    out = model(x)
+    assert torch.isfinite(out).all()

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("skimage")
+
+from sci_edge.eval import evaluate_cls, evaluate_recon  # noqa: E402
+from sci_edge.models import SCIConfig, SCIModel  # noqa: E402
+from sci_edge.models.cloud.analysis import AnalysisConfig  # noqa: E402
+from sci_edge.models.end.fem import FEMConfig  # noqa: E402
+from tests.conftest import need_shared  # noqa: E402
+
+TINY = dict(fem=FEMConfig(4, 4, 8, 1), analysis=AnalysisConfig(2, 7, 8, 1))
+
+
+def test_recon_scenes_rows_and_means():
+    torch.manual_seed(0)
+    model = SCIModel(SCIConfig(**TINY))
+    doc = evaluate_recon(model, data="scenes", limit=2, size=(32, 32))
+    assert doc["frames"] == 2 and len(doc["rows"]) == 2
+    for key in ("sci_psnr", "sci_ssim", "tfp_psnr", "tfi_psnr", "tfp_best_psnr"):
+        assert np.isfinite(doc["mean"][key])
+    assert doc["sci_minus_tfp_db"] == pytest.approx(doc["mean"]["sci_psnr"] - doc["mean"]["tfp_psnr"])
+    base = evaluate_recon(None, data="scenes", limit=2, size=(32, 32))
+    assert base["mean"]["tfp_psnr"] == pytest.approx(doc["mean"]["tfp_psnr"])
+    with pytest.raises(ValueError, match="scenes"):
+        evaluate_recon(None, data="imagenet")
+
+
+def test_recon_reds_baselines():
+    need_shared("real_spikes", "sim_reds_spk2imgnet")
+    doc = evaluate_recon(None, data="reds")
+    psnrs = [r["tfp_psnr"] for r in doc["rows"]]
+    np.testing.assert_allclose(psnrs, [31.55, 23.47, 23.73], atol=0.05)
+
+
+def test_cls_report():
+    need_shared("mnist")
+    torch.manual_seed(0)
+    model = SCIModel(SCIConfig(task="cls", **TINY))
+    doc = evaluate_cls(model, limit=20, batch=8)
+    assert doc["samples"] == 20
+    assert 0.0 <= doc["accuracy"] <= 1.0
+    assert np.array(doc["confusion"]).sum() == 20
+    assert set(doc["per_class"]) == {str(c) for c in range(10)}
