@@ -6,6 +6,8 @@ cdef extern from "tfilter_core.h" nogil:
     void sci_tfilter_row(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
                          const uint64_t *sup, const float *alpha, const float *bias,
                          float *out, int64_t plane)
+    void sci_tfilter_row_int8(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
+                              const uint64_t *sup, int8_t *out, int64_t plane)
 
 
 def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_threads):
@@ -26,26 +28,19 @@ def filter_words(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const ui
                  const float[::1] alpha, const float[::1] bias, float[:, :, ::1] out,
                  int num_threads):
     """out[c, y, x] = (2*popcount(w & pos[c]) - popcount(w & sup[c])) * alpha[c] + bias[c]."""
-    cdef int64_t H = words.shape[0], W = words.shape[1]
-    cdef int C = <int>pos.shape[0]
-    cdef int64_t y
-    cdef int threads = num_threads if num_threads > 0 else 1
-    if H == 0 or W == 0 or C == 0:
-        return
-    with nogil:
-        for y in prange(H, schedule="static", num_threads=threads):
-            sci_tfilter_row(W, &words[y, 0], C, &pos[0], &sup[0], &alpha[0], &bias[0],
-                            &out[0, y, 0], H * W)
-
-
-cdef extern from "tfilter_core.h" nogil:
-    void sci_tfilter_row_int8(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
-                              const uint64_t *sup, int8_t *out, int64_t plane)
+    _filter(words, pos, sup, &alpha[0], &bias[0], &out[0, 0, 0], NULL, num_threads)
 
 
 def filter_words_int8(const uint64_t[:, ::1] words, const uint64_t[::1] pos,
                       const uint64_t[::1] sup, int8_t[:, :, ::1] out, int num_threads):
     """out[c, y, x] = 2*popcount(w & pos[c]) - popcount(w & sup[c]) (exact integers)."""
+    _filter(words, pos, sup, NULL, NULL, NULL, &out[0, 0, 0], num_threads)
+
+
+cdef void _filter(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const uint64_t[::1] sup,
+                  const float *alpha, const float *bias, float *out_f, int8_t *out_i,
+                  int num_threads) noexcept:
+    """Rows in parallel; float output when out_f is given, else int8 into out_i."""
     cdef int64_t H = words.shape[0], W = words.shape[1]
     cdef int C = <int>pos.shape[0]
     cdef int64_t y
@@ -54,4 +49,8 @@ def filter_words_int8(const uint64_t[:, ::1] words, const uint64_t[::1] pos,
         return
     with nogil:
         for y in prange(H, schedule="static", num_threads=threads):
-            sci_tfilter_row_int8(W, &words[y, 0], C, &pos[0], &sup[0], &out[0, y, 0], H * W)
+            if out_f != NULL:
+                sci_tfilter_row(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
+                                out_f + y * W, H * W)
+            else:
+                sci_tfilter_row_int8(W, &words[y, 0], C, &pos[0], &sup[0], out_i + y * W, H * W)

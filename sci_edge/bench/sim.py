@@ -7,16 +7,10 @@ import time
 import numpy as np
 
 from .._threads import resolve_threads
+from ._timing import best_of
 from ..sim import SpikeSimulator, num_steps
 
 
-def _best_of(repeats: int, fn) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench_sim(height: int = 256, width: int = 400, frames: int = 5, steps_per_frame: int = 50,
@@ -49,7 +43,7 @@ def bench_sim(height: int = 256, width: int = 400, frames: int = 5, steps_per_fr
             sim.feed(lum, out=out)
 
         run()  # warm-up: page in the buffer, load the dispatch
-        results[packed] = T * height * width / _best_of(repeats, run)
+        results[packed] = T * height * width / best_of(repeats, run)
 
     # Reference on a prefix of the same input: the first ceil(ref_steps/k)+1 frames.
     ref_frames = min(frames, 1 + -(-reference_steps // steps_per_frame))

@@ -8,20 +8,13 @@ takes to pack them from 0/1 frames is reported too."""
 from __future__ import annotations
 
 import platform
-import time
 
 import numpy as np
 
 from .._threads import resolve_threads
+from ._timing import best_of
 
 
-def _best(repeats: int, fn) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench_tfilter(height: int = 256, width: int = 256, repeats: int = 20,
@@ -58,15 +51,15 @@ def bench_tfilter(height: int = 256, width: int = 256, repeats: int = 20,
 
         ref = torch_layer()[0].numpy()
         ref_dots = F.conv2d(x, weight)[0].numpy()
-        t_torch = _best(repeats, torch_layer)
-        t_torch_conv = _best(repeats, lambda: F.conv2d(x, weight))
+        t_torch = best_of(repeats, torch_layer)
+        t_torch_conv = best_of(repeats, lambda: F.conv2d(x, weight))
     dots = np.empty((bank.channels, height, width), np.int8)
     bank.apply_words(words, out=out, num_threads=threads)
     bank.dots_words(words, out=dots, num_threads=threads)
     exact = bool(np.array_equal(out, ref)) and bool(np.array_equal(dots, ref_dots))
-    t_kernel = _best(repeats, lambda: bank.apply_words(words, out=out, num_threads=threads))
-    t_kernel_int8 = _best(repeats, lambda: bank.dots_words(words, out=dots, num_threads=threads))
-    t_pack = _best(repeats, lambda: pack_time(spikes, num_threads=threads))
+    t_kernel = best_of(repeats, lambda: bank.apply_words(words, out=out, num_threads=threads))
+    t_kernel_int8 = best_of(repeats, lambda: bank.dots_words(words, out=dots, num_threads=threads))
+    t_pack = best_of(repeats, lambda: pack_time(spikes, num_threads=threads))
     return {
         "benchmark": "tfilter", "height": height, "width": width, "window": WINDOW,
         "filters": bank.channels, "threads": threads, "machine": platform.machine(),

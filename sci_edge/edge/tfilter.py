@@ -86,34 +86,33 @@ class BinaryFilterBank:
     def channels(self) -> int:
         return int(self.pos.shape[0])
 
-    def apply_words(self, words: np.ndarray, *, out: np.ndarray | None = None,
-                    num_threads: int | None = None) -> np.ndarray:
-        """(H, W) uint64 time-packed words -> (C, H, W) float32 responses."""
+    def _run(self, words: np.ndarray, out: np.ndarray | None, dtype, num_threads) -> np.ndarray:
         words = np.ascontiguousarray(words)
         if words.dtype != np.uint64 or words.ndim != 2:
             raise ValueError(f"words must be a 2-D uint64 array, got {words.dtype} {words.shape}")
         shape = (self.channels, *words.shape)
         if out is None:
-            out = np.empty(shape, np.float32)
-        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
-        _kernel.filter_words(words, self.pos, self.support, self.alpha, self.bias, out,
-                             resolve_threads(num_threads))
+            out = np.empty(shape, dtype)
+        elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {np.dtype(dtype).name} array of "
+                             f"shape {shape}")
+        threads = resolve_threads(num_threads)
+        if dtype == np.int8:
+            _kernel.filter_words_int8(words, self.pos, self.support, out, threads)
+        else:
+            _kernel.filter_words(words, self.pos, self.support, self.alpha, self.bias, out,
+                                 threads)
         return out
+
+    def apply_words(self, words: np.ndarray, *, out: np.ndarray | None = None,
+                    num_threads: int | None = None) -> np.ndarray:
+        """(H, W) uint64 time-packed words -> (C, H, W) float32 responses."""
+        return self._run(words, out, np.float32, num_threads)
 
     def dots_words(self, words: np.ndarray, *, out: np.ndarray | None = None,
                    num_threads: int | None = None) -> np.ndarray:
         """(H, W) uint64 words -> (C, H, W) int8 integer responses (before alpha, bias)."""
-        words = np.ascontiguousarray(words)
-        if words.dtype != np.uint64 or words.ndim != 2:
-            raise ValueError(f"words must be a 2-D uint64 array, got {words.dtype} {words.shape}")
-        shape = (self.channels, *words.shape)
-        if out is None:
-            out = np.empty(shape, np.int8)
-        elif out.shape != shape or out.dtype != np.int8 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous int8 array of shape {shape}")
-        _kernel.filter_words_int8(words, self.pos, self.support, out, resolve_threads(num_threads))
-        return out
+        return self._run(words, out, np.int8, num_threads)
 
     def apply(self, spikes, *, num_threads: int | None = None) -> np.ndarray:
         """(window, H, W) 0/1 spikes -> (C, H, W) float32 responses."""

@@ -74,3 +74,24 @@ def test_shipped_weights_load(task):
     x = (torch.rand(1, model.num_features, 13, 24, 24) < 0.3).float()
     out = model(x)
     assert torch.isfinite(out).all()
+
+
+def test_reconstruct_sci_on_real_recording(capsys, tmp_path):
+    from PIL import Image
+
+    from sci_edge.recon import tfp
+    from tests.conftest import need_shared
+
+    car = need_shared("real_spikes", "real", "hist_sflow_car_250x400.dat")
+    if not pretrained_path("recon").is_file():
+        pytest.skip("sci_recon.pt not shipped in this checkout")
+    code = main(["reconstruct", str(car), "--height", "250", "--width", "400", "--method", "sci",
+                 "--gain", "0.8", "--at", "100", "-o", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    img = np.asarray(Image.open(tmp_path / "frame_100.png"), np.float32) / 255
+    assert img.shape == (250, 400)
+    # same scene as the classic estimate, in the same intensity units
+    from sci_edge.io import read_dat
+    ref = tfp(read_dat(car, 250, 400), 100, 20, 0.8)
+    assert np.corrcoef(img.ravel(), ref.ravel())[0, 1] > 0.9
+    assert abs(img.mean() - ref.mean()) < 0.05

@@ -106,3 +106,15 @@ def test_real_car_roundtrip_bytes(tmp_path):
     car = need_shared("real_spikes", "real", "hist_sflow_car_250x400.dat")
     out = write_dat(tmp_path / "car.dat", read_dat(car, 250, 400))
     assert out.read_bytes() == car.read_bytes()
+
+
+def test_written_files_get_the_usual_mode(tmp_path, random_spikes):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = write_dat(tmp_path / "m.dat", random_spikes(2, 4, 8))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

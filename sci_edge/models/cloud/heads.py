@@ -23,15 +23,23 @@ class ReconstructionHead(nn.Module):
 
 
 class ClassificationHead(nn.Module):
-    """Y_t -> class logits (two stride-2 stages, global average pool, linear)."""
+    """Y_t -> class logits: three conv stages (two of stride 2), adaptive pooling
+    to a 4x4 grid that keeps the layout (a global average would lose it), and
+    a two-layer classifier. Any input size."""
 
-    def __init__(self, width: int, num_classes: int):
+    GRID = 4
+
+    def __init__(self, width: int, num_classes: int, hidden: int = 128):
         super().__init__()
         self.stage1 = conv3x3(width, 2 * width, stride=2)
         self.stage2 = conv3x3(2 * width, 4 * width, stride=2)
-        self.fc = nn.Linear(4 * width, num_classes)
+        self.stage3 = conv3x3(4 * width, 4 * width)
+        self.fc1 = nn.Linear(4 * width * self.GRID * self.GRID, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, y, centre_feature=None):
         x = F.relu(self.stage1(y))
         x = F.relu(self.stage2(x))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        x = F.relu(self.stage3(x))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, self.GRID), 1)
+        return self.fc2(F.relu(self.fc1(x)))
