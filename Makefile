@@ -14,7 +14,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h)
-	$(PY) -m pip install -q --upgrade pip "setuptools>=68" wheel "Cython>=3" "numpy>=2"
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77" wheel "Cython>=3" "numpy>=2"
 	$(PY) -m pip install -q --no-build-isolation -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
