@@ -71,6 +71,12 @@ class StreamSampler(Sampler):
             yield from range(base, base + self.batch)
 
 
+def _single_threaded_worker(_worker_id: int) -> None:
+    """Data workers simulate on one thread; the trainer's process owns the cores."""
+    os.environ["SCI_EDGE_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     o = cfg.optim
     if step < o.warmup:
@@ -167,9 +173,13 @@ class Trainer:
         else:
             ds = SMNISTSamples(cfg.data, self.span)
         sampler = StreamSampler(self.step, cfg.optim.steps, cfg.optim.batch, self.world, self.rank)
+        # Spawned, not forked, workers: GNU OpenMP (torch's and our kernels') is not
+        # fork-safe once the parent has used it, e.g. in a second run in one process.
         return DataLoader(ds, batch_size=cfg.optim.batch, sampler=sampler,
                           num_workers=cfg.workers, persistent_workers=False,
-                          prefetch_factor=4 if cfg.workers else None)
+                          prefetch_factor=4 if cfg.workers else None,
+                          multiprocessing_context="spawn" if cfg.workers else None,
+                          worker_init_fn=_single_threaded_worker if cfg.workers else None)
 
     def _val_batches(self):
         cfg = self.cfg
@@ -317,7 +327,10 @@ def _append_logs(csv_path: Path, jsonl_path: Path, row: dict) -> None:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dict:
-    """Run one training stage; returns the final metrics."""
+    """Run one training stage; returns the final metrics.
+
+    With ``cfg.workers > 0`` data workers are spawned processes, so a script that
+    calls this must guard its entry point with ``if __name__ == "__main__":``."""
     trainer = Trainer(cfg, resume=resume, quiet=quiet)
     try:
         return trainer.run()
