@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import DataError
-from ..models.end.fem import FEM, HALF_WINDOW, WINDOW, FEMConfig, LightReconHead
+from ..models.end.fem import FEM, WINDOW, FEMConfig, LightReconHead
 from ..models.sci import SCIConfig, SCIModel
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -231,8 +231,8 @@ class Trainer:
             if self.cfg.task == "recon":
                 spikes, rate, alpha = batch
                 mid = spikes.shape[1] // 2
-                half = HALF_WINDOW if self.cfg.stage == 1 else 20
-                tfp_psnr = [float(_psnr(torch.from_numpy(tfp(s.numpy(), mid, min(half, mid), 1.0)
+                # TFP over the whole sample, the frames the model reads too
+                tfp_psnr = [float(_psnr(torch.from_numpy(tfp(s.numpy(), mid, mid, 1.0)
                                                          )[None] / a, r / a))
                             for s, r, a in zip(spikes, rate, alpha)]
                 m["tfp_psnr"] = float(np.mean(tfp_psnr))
