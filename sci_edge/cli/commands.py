@@ -237,12 +237,17 @@ def cmd_bench(ns) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     if ns.bench == "flops":
-        from ..models.pretrained import load_model
+        from ..models.pretrained import load_model, pretrained_path
         from ..models.sci import SCIConfig, SCIModel
         from ..profiling import sci_flops
 
         h, w = ns.size
-        model = load_model(ns.weights) if ns.weights else SCIModel(SCIConfig(task=ns.task))
+        if ns.weights:
+            model = load_model(ns.weights)
+        elif pretrained_path(ns.task).is_file():
+            model = load_model(pretrained_path(ns.task))
+        else:   # no shipped weights (e.g. a trimmed install): the default architecture
+            model = SCIModel(SCIConfig(task=ns.task))
         doc = sci_flops(model, h, w)
         if not ns.json:
             print(f"end side (FEM) {doc['end_side_gflops']:.3f} GFLOPs per feature frame, "
@@ -270,6 +275,22 @@ def cmd_bench(ns) -> int:
     raise ValueError(f"unknown benchmark {ns.bench!r}")
 
 
+def _parse_sets(items: list[str]) -> dict:
+    """--set KEY=VALUE pairs; VALUE is read as TOML (numbers, booleans, arrays), else a string."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DataError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def cmd_train(ns) -> int:
     from ..train import load_config, train
 
@@ -280,6 +301,11 @@ def cmd_train(ns) -> int:
         overrides["init"] = ns.init
     if ns.steps:
         overrides["optim.steps"] = ns.steps
+    if ns.time_budget:
+        overrides["optim.time_budget_s"] = ns.time_budget
+    if ns.init_cloud:
+        overrides["init_cloud"] = ns.init_cloud
+    overrides.update(_parse_sets(ns.set))
     cfg = load_config(ns.config, overrides)
     if (cfg.stage, cfg.task) != (ns.stage, ns.task):
         raise DataError(f"{ns.config}: the config is for stage {cfg.stage} / {cfg.task}, "

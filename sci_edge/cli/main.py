@@ -112,14 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the FEM (stage 1) or an analysis module + head "
                                      "(stage 2); needs torch",
                        description="Configs are TOML files; bundled ones: stage1_fem, "
-                                   "stage2_recon, stage2_cls (sci_edge/train/configs). Runs "
-                                   "under torchrun for DistributedDataParallel.")
+                                   "stage2_recon, stage2_cls (CPU), stage2_recon_gpu_k3, "
+                                   "stage2_cls_gpu (sci_edge/train/configs). Runs under "
+                                   "torchrun for DistributedDataParallel.")
     p.add_argument("--stage", type=int, choices=(1, 2), required=True)
     p.add_argument("--task", choices=("recon", "cls"), required=True)
     p.add_argument("--config", required=True, help="TOML file or bundled config name")
     p.add_argument("--out-dir", help="override the config's out_dir")
-    p.add_argument("--init", help="stage 2: override the stage-1 checkpoint")
+    p.add_argument("--init", help="override init: the stage-1 checkpoint whose FEM stage 2 "
+                                  "uses (stage 1: starts from)")
+    p.add_argument("--init-cloud", help="stage 2: start the analysis and head from this "
+                                        "stage-2 checkpoint (fine-tuning)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set laplacian_weight=0.005 "
+                        "--set data.size=[96,96] (VALUE in TOML syntax; repeatable)")
     p.add_argument("--steps", type=A.positive_int, help="override optim.steps")
+    p.add_argument("--time-budget", type=A.positive_float, metavar="SECONDS",
+                   help="override optim.time_budget_s: stop after this long, the learning "
+                        "rate decaying over it")
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
     p.add_argument("--export-weights", metavar="PATH",
                    help="stage 2: also write the final model, without optimizer state, to PATH "

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import DataError
 from ..paths import shared_data
 from ..sim import NoiseModel, simulate
-from .motion import Motion, render
+from .motion import Motion, bilinear_sample, render
 
 IMAGES_FILE = "t10k-images-idx3-ubyte.gz"
 LABELS_FILE = "t10k-labels-idx1-ubyte.gz"
@@ -129,11 +129,16 @@ class SMNIST:
     native scale; the camera pans over them, so content leaving the digit's
     canvas is black. Item i (spikes (num_steps, size, size) uint8, label) is a
     function of (seed, i) only.
+
+    ``augment`` (for training) also gives each item a random similarity
+    transform of the digit (rotation within +-12 degrees, scale 0.9-1.1, shift
+    within +-2 px) and a gain drawn from 0.75-1.25 times ``alpha``.
     """
 
     def __init__(self, split: str = "train", *, root: str | Path | None = None,
                  num_steps: int = 20, alpha: float = 0.8, size: int = 28,
-                 speed=(0.05, 0.15), seed: int = 0, noise: NoiseModel | None = None):
+                 speed=(0.05, 0.15), seed: int = 0, noise: NoiseModel | None = None,
+                 augment: bool = False):
         if split not in ("train", "test"):
             raise DataError(f"split must be 'train' or 'test', got {split!r}")
         if int(size) != size or size < 28:
@@ -152,6 +157,7 @@ class SMNIST:
         self.speed = (float(lo), float(hi))
         self.seed = int(seed)
         self.noise = noise
+        self.augment = bool(augment)
         images, labels = load_mnist(root)
         train_idx, test_idx = stratified_split(labels, NUM_TRAIN, seed=0)
         self.indices = train_idx if split == "train" else test_idx
@@ -179,6 +185,28 @@ class SMNIST:
         sim_seed = int(rng.integers(0, 2**31))
         return Motion(kind="pan", speed=speed, angle=angle), sim_seed
 
+    def _augmentation(self, i: int) -> tuple[float, float, float, float, float]:
+        """(rotation in degrees, scale, shift x, shift y, gain factor) of item i."""
+        rng = np.random.default_rng([self.seed % 2**63, i, 0x617567])
+        return (float(rng.uniform(-12.0, 12.0)), float(rng.uniform(0.9, 1.1)),
+                float(rng.uniform(-2.0, 2.0)), float(rng.uniform(-2.0, 2.0)),
+                float(rng.uniform(0.75, 1.25)))
+
+    def _digit(self, i: int) -> np.ndarray:
+        digit = self.images[i]
+        if not self.augment:
+            return digit
+        rot, scale, dx, dy, _ = self._augmentation(i)
+        # Inverse map: output pixel -> source pixel (rotate and scale about the centre).
+        c = (digit.shape[0] - 1) / 2.0
+        v, u = np.mgrid[0:28, 0:28].astype(np.float64) - c
+        th = math.radians(rot)
+        xs = (math.cos(th) * (u - dx) + math.sin(th) * (v - dy)) / scale + c
+        ys = (-math.sin(th) * (u - dx) + math.cos(th) * (v - dy)) / scale + c
+        padded = np.pad(digit.astype(np.float32), 1)     # border clamp then reads black
+        warped = bilinear_sample(padded, ys + 1.0, xs + 1.0)
+        return np.clip(np.rint(warped), 0, 255).astype(np.uint8)
+
     def luminance(self, index: int) -> np.ndarray:
         """The rendered frames of item ``index``: (num_steps, size, size) float32."""
         i = self._index(index)
@@ -188,14 +216,15 @@ class SMNIST:
     def _render(self, i: int, motion: Motion) -> np.ndarray:
         pad = (self.size - 28) // 2 + self._margin
         extra = (self.size - 28) % 2
-        canvas = np.pad(self.images[i], ((pad, pad + extra), (pad, pad + extra)))
+        canvas = np.pad(self._digit(i), ((pad, pad + extra), (pad, pad + extra)))
         return render(canvas, motion, np.arange(self.num_steps), self.size, scale=1.0)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         i = self._index(index)
         motion, sim_seed = self._draw(i)
         frames = self._render(i, motion)
-        spikes = simulate(frames, alpha=self.alpha, seed=sim_seed, noise=self.noise)
+        alpha = self.alpha * (self._augmentation(i)[4] if self.augment else 1.0)
+        spikes = simulate(frames, alpha=alpha, seed=sim_seed, noise=self.noise)
         return spikes, int(self.labels[i])
 
     def as_arrays(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -29,20 +29,25 @@ class SCIConfig:
     fem: FEMConfig = field(default_factory=FEMConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     num_classes: int = 10
+    dropout: float = 0.0        # classification head only (training)
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict:
         return {"task": self.task, "fem": self.fem.to_dict(),
-                "analysis": self.analysis.to_dict(), "num_classes": self.num_classes}
+                "analysis": self.analysis.to_dict(), "num_classes": self.num_classes,
+                "dropout": self.dropout}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SCIConfig":
         return cls(task=d.get("task", "recon"), fem=FEMConfig(**d.get("fem", {})),
                    analysis=AnalysisConfig(**d.get("analysis", {})),
-                   num_classes=int(d.get("num_classes", 10)))
+                   num_classes=int(d.get("num_classes", 10)),
+                   dropout=float(d.get("dropout", 0.0)))
 
     @property
     def span(self) -> int:
@@ -97,7 +102,7 @@ class SCIModel(nn.Module):
         self.analysis = LongTermAnalysis(config.analysis)
         w = config.analysis.width
         self.head = (ReconstructionHead(w) if config.task == "recon"
-                     else ClassificationHead(w, config.num_classes))
+                     else ClassificationHead(w, config.num_classes, dropout=config.dropout))
 
     @property
     def num_features(self) -> int:

@@ -20,6 +20,7 @@ class DataConfig:
     noise_prob: float = 0.3
     seed: int = 0
     val_items: int = 32
+    augment: bool = False                   # smnist: random similarity transform and gain
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     warmup: int = 50
     grad_clip: float = 1.0
+    time_budget_s: float = 0.0              # > 0: stop after this long (per run, a resumed
+                                            # one too); the LR decays over it
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,10 @@ class TrainConfig:
     stage: int = 1
     task: str = "recon"
     out_dir: str = "runs/stage1"
-    init: str | None = None                 # stage 2: the stage-1 checkpoint holding the FEM
+    init: str | None = None                 # stage 2: the stage-1 checkpoint holding the FEM;
+                                            # stage 1: optional, a FEM to start from
+    init_cloud: str | None = None           # stage 2, optional: a stage-2 checkpoint whose
+                                            # analysis and head start this run (fine-tuning)
     laplacian_weight: float = 0.02          # stage 1 smoothness constraint on F_t
     model: dict = field(default_factory=dict)  # SCIConfig fields: fem, analysis, num_classes
     data: DataConfig = field(default_factory=DataConfig)

@@ -52,7 +52,8 @@ class SMNISTSamples(Dataset):
             if len(self._cache) > 4:
                 self._cache.clear()
             self._cache[e] = SMNIST(self.split, num_steps=self.num_steps,
-                                    size=int(self.cfg.size[0]), seed=self.cfg.seed + e)
+                                    size=int(self.cfg.size[0]), seed=self.cfg.seed + e,
+                                    augment=self.cfg.augment and self.split == "train")
         return self._cache[e]
 
     def __len__(self):

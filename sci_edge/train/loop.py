@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +57,28 @@ class FEMStage(nn.Module):
         return feature, self.light_head(feature)
 
 
+def _load_part(model: nn.Module, state: dict, prefixes: tuple[str, ...], where,
+               partial: bool = False) -> list[str]:
+    """Copy the parameters under ``prefixes`` from a checkpoint state into ``model``.
+
+    ``partial``: tensors whose name or shape differ keep their fresh initialisation
+    (e.g. the merge layers when the number of neighbours changes); at least half
+    must fit. Returns the names that were not loaded."""
+    what = "/".join(p.rstrip(".") for p in prefixes)
+    part = {k: v for k, v in state.items() if k.startswith(prefixes)}
+    if not part:
+        raise DataError(f"{where}: holds no {what} weights")
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    fits = {k: v for k, v in part.items() if k in own and own[k].shape == v.shape}
+    missing = sorted(set(own) - set(fits))
+    if missing and (not partial or len(fits) < len(own) / 2):
+        bad = missing[0]
+        raise DataError(f"{where}: its {what} do not match this config's (first difference: "
+                        f"{bad}; {len(fits)} of {len(own)} tensors fit)")
+    model.load_state_dict(fits, strict=False)
+    return missing
+
+
 class StreamSampler(Sampler):
     """Sample indices for steps [start, steps): each step and rank gets fresh ones."""
 
@@ -77,11 +100,15 @@ def _single_threaded_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def _lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 5 % over the steps, or over the time
+    budget where that runs out first."""
     o = cfg.optim
     if step < o.warmup:
         return o.lr * (step + 1) / o.warmup
     p = (step - o.warmup) / max(1, o.steps - o.warmup)
+    if o.time_budget_s > 0:
+        p = max(p, elapsed_s / o.time_budget_s)
     return o.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
@@ -100,6 +127,11 @@ class Trainer:
             if torch.cuda.is_available() else torch.device("cpu")
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True     # fixed crop sizes
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // self.world)
         torch.set_num_threads(threads)
         torch.manual_seed(cfg.data.seed)
@@ -142,8 +174,23 @@ class Trainer:
         cfg = self.cfg
         if cfg.stage == 1:
             model = FEMStage(FEMConfig(**cfg.model.get("fem", {}))).to(self.device)
+            if cfg.init is not None:     # a stage-1 or stage-2 checkpoint: its FEM, and
+                state = load_checkpoint(cfg.init)["state"]     # its light head if it has one
+                _load_part(model, state, ("fem.",), cfg.init)
+                if any(k.startswith("light_head.") for k in state):
+                    _load_part(model, state, ("light_head.",), cfg.init)
             return model, model
         model = SCIModel(self.model_config()).to(self.device)
+        if cfg.init_cloud is not None:
+            doc = load_checkpoint(cfg.init_cloud)
+            if doc["kind"] != "sci" or doc["model_config"].get("task") != cfg.task:
+                raise DataError(f"{cfg.init_cloud}: init_cloud must be a stage-2 {cfg.task} "
+                                f"checkpoint")
+            fresh = _load_part(model, doc["state"], ("analysis.", "head."), cfg.init_cloud,
+                               partial=True)
+            if fresh and self.rank == 0 and not self.quiet:
+                print(f"init_cloud: {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}"
+                      f"{', ...' if len(fresh) > 4 else ''})", file=sys.stderr)
         doc = self._init_doc
         fem_state = {k[4:]: v for k, v in doc["state"].items() if k.startswith("fem.")}
         if not fem_state:
@@ -272,9 +319,11 @@ class Trainer:
         metrics: dict = {}
         running: dict[str, float] = {}
         count = 0
+        budget = cfg.optim.time_budget_s
         for batch in self._train_data():
+            elapsed = time.perf_counter() - t0
             for group in self.optimizer.param_groups:
-                group["lr"] = _lr_at(self.step, cfg)
+                group["lr"] = _lr_at(self.step, cfg, elapsed)
             loss, m = self._forward(batch, train=True)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -286,9 +335,14 @@ class Trainer:
                 running[k] = running.get(k, 0.0) + v
             count += 1
             bar.update(1)
-            last = self.step >= cfg.optim.steps
+            last = self.step >= cfg.optim.steps or (budget > 0 and elapsed >= budget)
+            if self.world > 1 and budget > 0:
+                # every rank must stop at the same step, whatever its own clock says
+                flag = torch.tensor([float(last)], device=self.device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                last = bool(flag.item())
             if main and (self.step % cfg.log.every == 0 or last):
-                row = {"step": self.step, "lr": _lr_at(self.step - 1, cfg),
+                row = {"step": self.step, "lr": _lr_at(self.step - 1, cfg, elapsed),
                        "elapsed_s": round(time.perf_counter() - t0, 2),
                        **{k: v / count for k, v in running.items()}}
                 if self.step % cfg.log.eval_every == 0 or last:

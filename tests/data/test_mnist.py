@@ -130,3 +130,27 @@ def test_smnist_digits_move():
                            for g in (yy, xx)])
         # 0.05-0.15 px per step over 19 steps
         assert 0.5 < shift < 3.2
+
+
+def test_smnist_augmentation():
+    root = _mnist_root()
+    plain, aug = SMNIST("train", root=root), SMNIST("train", root=root, augment=True)
+    again = SMNIST("train", root=root, augment=True)
+    yy, xx = np.mgrid[0:28, 0:28]
+    moved = 0
+    for i in range(8):
+        a, p = aug._digit(i), plain._digit(i)
+        assert a.dtype == np.uint8 and a.shape == (28, 28)
+        np.testing.assert_array_equal(a, again._digit(i))        # a function of (seed, i)
+        rot, scale, dx, dy, gain = aug._augmentation(i)
+        assert abs(rot) <= 12 and 0.9 <= scale <= 1.1 and max(abs(dx), abs(dy)) <= 2
+        assert 0.75 <= gain <= 1.25
+        # ink is kept (up to the scale) and the centre of mass follows the shift
+        assert 0.6 < a.sum() / p.sum() < 1.4
+        com = [(a * g).sum() / a.sum() - (p * g).sum() / p.sum() for g in (xx, yy)]
+        assert abs(com[0] - dx) < 1.5 and abs(com[1] - dy) < 1.5
+        moved += not np.array_equal(a, p)
+    assert moved == 8
+    spikes, label = aug[0]
+    assert label == plain[0][1] and spikes.shape == (20, 28, 28)
+    np.testing.assert_array_equal(spikes, again[0][0])

@@ -32,6 +32,42 @@ def test_sci_recon_any_size(hw):
     assert grads
 
 
+@pytest.mark.parametrize("hw", [(16, 16), (36, 52), (8, 12)])
+def test_unet_fusion_any_size(hw):
+    from sci_edge.models.cloud.analysis import UNetFuse
+
+    fuse = UNetFuse(6, blocks=1, levels=2)
+    x = torch.randn(2, 6, *hw, requires_grad=True)
+    y = fuse(x)
+    assert y.shape == x.shape
+    y.square().mean().backward()
+    assert all(p.grad is not None for p in fuse.parameters())
+    # the coarse levels see far: a change at one pixel reaches 11 px away
+    x2 = x.detach().clone()
+    x2[..., 0, 0] += 10.0
+    far = (min(hw[0] - 1, 11), min(hw[1] - 1, 11))
+    assert (fuse(x2) - y).detach()[..., far[0], far[1]].abs().max() > 0
+    cfg = SCIConfig(fem=SMALL.fem, analysis=AnalysisConfig(2, 7, 8, 1, encoder_blocks=2,
+                                                           fuse_levels=2))
+    model = SCIModel(cfg)
+    spikes = (torch.rand(1, 41, *hw) < 0.3).float()
+    assert model(model.windows_at(spikes, 20)).shape == (1, 1, *hw)
+    assert SCIConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_cls_dropout_only_in_training():
+    cfg = SCIConfig(task="cls", fem=SMALL.fem, analysis=SMALL.analysis, dropout=0.5)
+    assert SCIConfig.from_dict(cfg.to_dict()).dropout == 0.5
+    model = SCIModel(cfg)
+    x = model.windows_at((torch.rand(2, 41, 28, 28) < 0.3).float(), 20)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    with pytest.raises(ValueError, match="dropout"):
+        SCIConfig(dropout=1.0)
+
+
 def test_sci_cls_logits():
     cfg = SCIConfig(task="cls", fem=SMALL.fem, analysis=SMALL.analysis, num_classes=7)
     model = SCIModel(cfg)

@@ -113,6 +113,94 @@ checkpoint_every = 3
         assert steps == sorted(steps) and steps[-1] == 9
 
 
+def test_time_budget_stops_and_schedules(tmp_path):
+    from sci_edge.train.loop import _lr_at
+
+    cfg = load_config(_stage1(tmp_path, steps=100000), {"workers": 0,
+                                                         "optim.time_budget_s": 3.0})
+    assert _lr_at(10, cfg, 0.0) > 0.9 * cfg.optim.lr          # steps alone: barely decayed
+    assert _lr_at(10, cfg, 1.5) == pytest.approx(cfg.optim.lr * (0.05 + 0.95 * 0.5))
+    assert _lr_at(10, cfg, 10.0) == pytest.approx(0.05 * cfg.optim.lr)
+    result = train(cfg, quiet=True)
+    assert 1 <= result["step"] < 100000
+    assert result["elapsed_s"] >= 3.0
+    assert load_checkpoint(tmp_path / "s1" / "final.pt")["step"] == result["step"]
+
+
+def test_init_and_init_cloud_fine_tuning(tmp_path):
+    train(load_config(_stage1(tmp_path, steps=4), {"workers": 0}), quiet=True)
+    first = tmp_path / "s1" / "final.pt"
+    # stage 1 from an init starts from its FEM and light head
+    cfg = load_config(_stage1(tmp_path, steps=1), {"workers": 0, "init": str(first),
+                                                   "out_dir": str(tmp_path / "ft"),
+                                                   "optim.lr": 1e-12})
+    train(cfg, quiet=True)
+    a, b = load_checkpoint(first)["state"], load_checkpoint(tmp_path / "ft" / "final.pt")["state"]
+    for key in ("fem.out.weight", "light_head.conv1.weight"):
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+    body = f"""
+stage = 2
+task = "recon"
+out_dir = "{tmp_path / 'c1'}"
+init = "{first}"
+workers = 0
+{TINY_MODEL}
+[data]
+size = [16, 16]
+val_items = 2
+[optim]
+steps = 2
+batch = 2
+[log]
+eval_every = 100
+"""
+    train(load_config(_write(tmp_path, "c1", body)), quiet=True)
+    c1 = load_checkpoint(tmp_path / "c1" / "final.pt")["state"]
+    over = {"init_cloud": str(tmp_path / "c1" / "final.pt"), "out_dir": str(tmp_path / "c2"),
+            "optim.lr": 1e-12, "optim.steps": 1}
+    train(load_config(_write(tmp_path, "c2", body), over), quiet=True)
+    c2 = load_checkpoint(tmp_path / "c2" / "final.pt")["state"]
+    torch.testing.assert_close(c1["head.out.weight"], c2["head.out.weight"], atol=1e-6, rtol=0)
+    # a cloud checkpoint of another shape, or a stage-1 one, is refused with its name
+    wider = body.replace("width = 8\nfuse_blocks", "width = 12\nfuse_blocks")
+    with pytest.raises(DataError, match="c1.*do not match"):
+        train(load_config(_write(tmp_path, "c3", wider), over), quiet=True)
+    # stage I may also start from a full SCI model's FEM (no light head there)
+    cfg = load_config(_stage1(tmp_path, steps=1), {"workers": 0, "out_dir": str(tmp_path / "f2"),
+                                                   "init": str(tmp_path / "c1" / "final.pt"),
+                                                   "optim.lr": 1e-12})
+    train(cfg, quiet=True)
+    f2 = load_checkpoint(tmp_path / "f2" / "final.pt")["state"]
+    torch.testing.assert_close(f2["fem.out.weight"], c1["fem.out.weight"], atol=1e-6, rtol=0)
+    # other neighbour counts: the merge layers start fresh, everything else is loaded
+    k3 = body.replace("neighbors = 2\nstride = 7", "neighbors = 3\nstride = 5")
+    assert k3 != body
+    train(load_config(_write(tmp_path, "c5", k3), {**over, "out_dir": str(tmp_path / "c5")}),
+          quiet=True)
+    c5 = load_checkpoint(tmp_path / "c5" / "final.pt")["state"]
+    torch.testing.assert_close(c1["analysis.encode.0.weight"], c5["analysis.encode.0.weight"],
+                               atol=1e-6, rtol=0)
+    assert c5["analysis.merge_prev.weight"].shape != c1["analysis.merge_prev.weight"].shape
+    with pytest.raises(DataError, match="stage-2 recon"):
+        train(load_config(_write(tmp_path, "c4", body), {**over, "init_cloud": str(first)}),
+              quiet=True)
+
+
+def test_cli_set_overrides():
+    from sci_edge.cli.commands import _parse_sets
+
+    got = _parse_sets(["laplacian_weight=0.005", "data.size=[96, 96]", "out_dir=runs/x",
+                       "data.augment=true"])
+    assert got == {"laplacian_weight": 0.005, "data.size": [96, 96], "out_dir": "runs/x",
+                   "data.augment": True}
+    with pytest.raises(DataError, match="KEY=VALUE"):
+        _parse_sets(["nothing"])
+    cfg = load_config("stage2_recon_gpu_k3", got)
+    assert cfg.data.size == (96, 96) and cfg.laplacian_weight == 0.005
+    with pytest.raises(DataError, match="unknown keys"):
+        load_config("stage2_recon_gpu_k3", {"optim.nonsense": 1})
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(DataError, match="config not found"):
         load_config(tmp_path / "missing.toml")

@@ -25,7 +25,9 @@ class AnalysisConfig:
     neighbors: int = 2       # K features on each side of t
     stride: int = 7          # spike steps between consecutive features
     width: int = 24
-    fuse_blocks: int = 2
+    fuse_blocks: int = 2     # ResBlocks after fusion, at each U-Net level
+    encoder_blocks: int = 1  # ResBlocks of the per-feature encoder
+    fuse_levels: int = 0     # U-Net levels of the fusion (0: full resolution only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +50,33 @@ class AFR(nn.Module):
         return F.leaky_relu(self.deform(warped, offset), 0.1)
 
 
+class UNetFuse(nn.Module):
+    """ResBlocks at full resolution (width w) and at ``levels`` coarser scales
+    (width 2w; stride-2 convs down, bilinear up, additive skips): a wide receptive
+    field for the fusion at little cost per pixel, and few enough weights to ship."""
+
+    def __init__(self, width: int, blocks: int, levels: int):
+        super().__init__()
+        widths = [width * min(2 ** i, 2) for i in range(levels + 1)]
+        self.enc = nn.ModuleList(nn.Sequential(*[ResBlock(w) for _ in range(blocks)])
+                                 for w in widths)
+        self.down = nn.ModuleList(conv3x3(a, b, stride=2) for a, b in zip(widths, widths[1:]))
+        self.up = nn.ModuleList(conv1x1(b, a) for a, b in zip(widths, widths[1:]))
+        self.dec = nn.ModuleList(ResBlock(w) for w in widths[:-1])
+
+    def forward(self, x):
+        skips = []
+        for i, enc in enumerate(self.enc):
+            if i:
+                x = F.leaky_relu(self.down[i - 1](x), 0.1)
+            x = enc(x)
+            skips.append(x)
+        for i in reversed(range(len(self.down))):
+            up = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
+            x = self.dec[i](skips[i] + self.up[i](up))
+        return x
+
+
 class LongTermAnalysis(nn.Module):
     """Features (B, 2K+1, H, W) at times t-K*s .. t+K*s -> Y_t (B, width, H, W).
 
@@ -59,14 +88,16 @@ class LongTermAnalysis(nn.Module):
         super().__init__()
         self.config = config = config or AnalysisConfig()
         w, K = config.width, config.neighbors
-        self.encode = nn.Sequential(conv3x3(1, w), nn.LeakyReLU(0.1), ResBlock(w))
+        self.encode = nn.Sequential(conv3x3(1, w), nn.LeakyReLU(0.1),
+                                    *[ResBlock(w) for _ in range(config.encoder_blocks)])
         self.flow = FlowEstimator(w)
         self.afr_prev = AFR(w)
         self.afr_next = AFR(w)
         self.merge_prev = conv1x1(K * w, w)
         self.merge_next = conv1x1(K * w, w)
-        self.fuse = nn.Sequential(conv1x1(3 * w, w), nn.LeakyReLU(0.1),
-                                  *[ResBlock(w) for _ in range(config.fuse_blocks)])
+        body = ([UNetFuse(w, config.fuse_blocks, config.fuse_levels)] if config.fuse_levels
+                else [ResBlock(w) for _ in range(config.fuse_blocks)])
+        self.fuse = nn.Sequential(conv1x1(3 * w, w), nn.LeakyReLU(0.1), *body)
 
     def estimate_flows(self, features: torch.Tensor) -> torch.Tensor:
         B, N, H, W = features.shape
