@@ -192,14 +192,15 @@ class SMNIST:
                 float(rng.uniform(-2.0, 2.0)), float(rng.uniform(-2.0, 2.0)),
                 float(rng.uniform(0.75, 1.25)))
 
-    def _digit(self, i: int) -> np.ndarray:
+    def _digit(self, i: int, aug) -> np.ndarray:
+        """Item i's digit, transformed by ``aug`` (from ``_augmentation``) unless None."""
         digit = self.images[i]
-        if not self.augment:
+        if aug is None:
             return digit
-        rot, scale, dx, dy, _ = self._augmentation(i)
+        rot, scale, dx, dy, _ = aug
         # Inverse map: output pixel -> source pixel (rotate and scale about the centre).
         c = (digit.shape[0] - 1) / 2.0
-        v, u = np.mgrid[0:28, 0:28].astype(np.float64) - c
+        v, u = np.mgrid[0:digit.shape[0], 0:digit.shape[1]].astype(np.float64) - c
         th = math.radians(rot)
         xs = (math.cos(th) * (u - dx) + math.sin(th) * (v - dy)) / scale + c
         ys = (-math.sin(th) * (u - dx) + math.cos(th) * (v - dy)) / scale + c
@@ -211,19 +212,20 @@ class SMNIST:
         """The rendered frames of item ``index``: (num_steps, size, size) float32."""
         i = self._index(index)
         motion, _ = self._draw(i)
-        return self._render(i, motion)
+        return self._render(i, motion, self._augmentation(i) if self.augment else None)
 
-    def _render(self, i: int, motion: Motion) -> np.ndarray:
+    def _render(self, i: int, motion: Motion, aug) -> np.ndarray:
         pad = (self.size - 28) // 2 + self._margin
         extra = (self.size - 28) % 2
-        canvas = np.pad(self._digit(i), ((pad, pad + extra), (pad, pad + extra)))
+        canvas = np.pad(self._digit(i, aug), ((pad, pad + extra), (pad, pad + extra)))
         return render(canvas, motion, np.arange(self.num_steps), self.size, scale=1.0)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         i = self._index(index)
         motion, sim_seed = self._draw(i)
-        frames = self._render(i, motion)
-        alpha = self.alpha * (self._augmentation(i)[4] if self.augment else 1.0)
+        aug = self._augmentation(i) if self.augment else None
+        frames = self._render(i, motion, aug)
+        alpha = self.alpha * (aug[4] if aug else 1.0)
         spikes = simulate(frames, alpha=alpha, seed=sim_seed, noise=self.noise)
         return spikes, int(self.labels[i])
 

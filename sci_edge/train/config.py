@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import DataError
@@ -72,9 +72,46 @@ class TrainConfig:
             raise DataError("classification trains on data.dataset = 'smnist'")
         if self.optim.steps < 1 or self.optim.batch < 1 or not self.optim.lr > 0:
             raise DataError("optim.steps and optim.batch must be >= 1 and optim.lr > 0")
+        if self.optim.time_budget_s < 0 or self.laplacian_weight < 0:
+            raise DataError("optim.time_budget_s and laplacian_weight must be >= 0")
+        if min(self.data.size) < 1 or self.workers < 0 or self.threads < 0:
+            raise DataError("data.size must be positive, workers and threads >= 0")
+        if not isinstance(self.model, dict):
+            raise DataError("model must be a table ([model], [model.fem], [model.analysis])")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _typed(value, default, where: str, key: str):
+    """``value`` checked against the type of the field's default (int, float, bool, str,
+    optional str, tuple of numbers or strings); lists become tuples."""
+    def bad(kind: str):
+        return DataError(f"{where}: {key} must be {kind}, got {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        value = float(value)
+    elif isinstance(default, str) or (default is None and key.startswith("init")):
+        if not isinstance(value, str) and not (default is None and value is None):
+            raise bad("a string")
+    elif isinstance(default, tuple):
+        item = type(default[0])
+        kinds = {int: (int,), float: (int, float), str: (str,)}[item]
+        fixed = item is not str                 # (H, W) and (low, high) pairs; any names
+        if (not isinstance(value, (list, tuple)) or (fixed and len(value) != len(default))
+                or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value)):
+            raise bad(f"a list of {len(default) if fixed else 'any number of'} "
+                      f"{item.__name__} values")
+        value = tuple(value)
+    return value
 
 
 def _build(cls, d: dict, where: str):
@@ -84,8 +121,8 @@ def _build(cls, d: dict, where: str):
         raise DataError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(names)})")
     out = {}
     for k, v in d.items():
-        out[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v) \
-            if isinstance(v, list) else v
+        default = names[k].default
+        out[k] = v if default is MISSING else _typed(v, default, where, k)
     return cls(**out)
 
 

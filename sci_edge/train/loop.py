@@ -322,8 +322,9 @@ class Trainer:
         budget = cfg.optim.time_budget_s
         for batch in self._train_data():
             elapsed = time.perf_counter() - t0
+            lr = _lr_at(self.step, cfg, elapsed)
             for group in self.optimizer.param_groups:
-                group["lr"] = _lr_at(self.step, cfg, elapsed)
+                group["lr"] = lr
             loss, m = self._forward(batch, train=True)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -342,7 +343,7 @@ class Trainer:
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
                 last = bool(flag.item())
             if main and (self.step % cfg.log.every == 0 or last):
-                row = {"step": self.step, "lr": _lr_at(self.step - 1, cfg, elapsed),
+                row = {"step": self.step, "lr": lr,
                        "elapsed_s": round(time.perf_counter() - t0, 2),
                        **{k: v / count for k, v in running.items()}}
                 if self.step % cfg.log.eval_every == 0 or last:

@@ -213,8 +213,26 @@ def test_config_errors(tmp_path):
     cfg = load_config(_write(tmp_path, "s2", 'stage = 2\ntask = "recon"'))
     with pytest.raises(DataError, match="needs init"):
         train(cfg, quiet=True)
-    for name in ("stage1_fem", "stage2_recon", "stage2_cls"):
+    for name in ("stage1_fem", "stage2_recon", "stage2_cls", "stage2_recon_gpu_k3",
+                 "stage2_cls_gpu"):
         assert load_config(name).optim.steps > 0
+    # values of the wrong type or range are refused with the key's name, not used
+    for key, value, match in (("optim.steps", "abc", r"\[optim\]: steps must be an integer"),
+                              ("optim.lr", True, r"\[optim\]: lr must be a number"),
+                              ("data.augment", "yes", "augment must be true or false"),
+                              ("data.size", 5, "size must be a list of 2 int"),
+                              ("data.size", [64.5, 64], "size must be a list of 2 int"),
+                              ("data.motions", ["pan", 3], "motions must be a list"),
+                              ("init", 3, "init must be a string"),
+                              ("optim.time_budget_s", -5, "time_budget_s .* >= 0"),
+                              ("laplacian_weight", -0.1, "laplacian_weight must be >= 0"),
+                              ("data.size", [0, 64], "size must be positive"),
+                              ("model", 3, "model must be a table")):
+        with pytest.raises(DataError, match=match):
+            load_config("stage1_fem", {key: value})
+    cfg = load_config("stage1_fem", {"optim.lr": 1, "data.motions": ["pan"]})
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.data.motions == ("pan",)
 
 
 def test_checkpoint_errors(tmp_path):
