@@ -8,6 +8,16 @@ cdef extern from "tfilter_core.h" nogil:
                          float *out, int64_t plane)
     void sci_tfilter_row_int8(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
                               const uint64_t *sup, int8_t *out, int64_t plane)
+    void sci_tfilter_row_avx512(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
+                                const uint64_t *sup, const float *alpha, const float *bias,
+                                float *out, int64_t plane)
+    void sci_tfilter_row_int8_avx512(int64_t n, const uint64_t *words, int C,
+                                     const uint64_t *pos, const uint64_t *sup, int8_t *out,
+                                     int64_t plane)
+    void sci_tfilter_pack_row(int64_t n, int L, const uint8_t *first, int64_t frame_stride,
+                              uint64_t *out)
+    int sci_tfilter_use_avx512()
+    int SCI_TF_HAVE_AVX512
 
 
 def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_threads):
@@ -15,8 +25,13 @@ def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_thr
     cdef int64_t L = spikes.shape[0], H = spikes.shape[1], W = spikes.shape[2]
     cdef int64_t y, x, j
     cdef int threads = num_threads if num_threads > 0 else 1
+    cdef bint rows_contiguous = spikes.strides[2] == 1
     with nogil:
         for y in prange(H, schedule="static", num_threads=threads):
+            if rows_contiguous:
+                sci_tfilter_pack_row(W, <int>L, &spikes[0, y, 0], spikes.strides[0],
+                                     &words[y, 0])
+                continue
             for x in range(W):
                 words[y, x] = 0
             for j in range(L):  # frame-major, so each pass reads one contiguous row
@@ -24,33 +39,56 @@ def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_thr
                     words[y, x] = words[y, x] | (<uint64_t>(spikes[j, y, x] & 1) << j)
 
 
+def simd_path():
+    """Which inner loop this machine runs: 'avx512-vpopcntdq' or 'scalar'."""
+    return "avx512-vpopcntdq" if _use_avx512() else "scalar"
+
+
+cdef bint _use_avx512() noexcept nogil:
+    if SCI_TF_HAVE_AVX512:
+        return sci_tfilter_use_avx512() != 0
+    return False
+
+
 def filter_words(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const uint64_t[::1] sup,
                  const float[::1] alpha, const float[::1] bias, float[:, :, ::1] out,
-                 int num_threads):
-    """out[c, y, x] = (2*popcount(w & pos[c]) - popcount(w & sup[c])) * alpha[c] + bias[c]."""
-    _filter(words, pos, sup, &alpha[0], &bias[0], &out[0, 0, 0], NULL, num_threads)
+                 int num_threads, bint simd=True):
+    """out[c, y, x] = (2*popcount(w & pos[c]) - popcount(w & sup[c])) * alpha[c] + bias[c].
+
+    simd=False forces the portable loop (tests compare the two)."""
+    _filter(words, pos, sup, &alpha[0], &bias[0], &out[0, 0, 0], NULL, num_threads, simd)
 
 
 def filter_words_int8(const uint64_t[:, ::1] words, const uint64_t[::1] pos,
-                      const uint64_t[::1] sup, int8_t[:, :, ::1] out, int num_threads):
+                      const uint64_t[::1] sup, int8_t[:, :, ::1] out, int num_threads,
+                      bint simd=True):
     """out[c, y, x] = 2*popcount(w & pos[c]) - popcount(w & sup[c]) (exact integers)."""
-    _filter(words, pos, sup, NULL, NULL, NULL, &out[0, 0, 0], num_threads)
+    _filter(words, pos, sup, NULL, NULL, NULL, &out[0, 0, 0], num_threads, simd)
 
 
 cdef void _filter(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const uint64_t[::1] sup,
                   const float *alpha, const float *bias, float *out_f, int8_t *out_i,
-                  int num_threads) noexcept:
+                  int num_threads, bint allow_simd) noexcept:
     """Rows in parallel; float output when out_f is given, else int8 into out_i."""
     cdef int64_t H = words.shape[0], W = words.shape[1]
     cdef int C = <int>pos.shape[0]
     cdef int64_t y
     cdef int threads = num_threads if num_threads > 0 else 1
+    cdef bint simd
     if H == 0 or W == 0 or C == 0:
         return
     with nogil:
+        simd = allow_simd and _use_avx512()
         for y in prange(H, schedule="static", num_threads=threads):
             if out_f != NULL:
-                sci_tfilter_row(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
-                                out_f + y * W, H * W)
+                if simd:
+                    sci_tfilter_row_avx512(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
+                                           out_f + y * W, H * W)
+                else:
+                    sci_tfilter_row(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
+                                    out_f + y * W, H * W)
+            elif simd:
+                sci_tfilter_row_int8_avx512(W, &words[y, 0], C, &pos[0], &sup[0],
+                                            out_i + y * W, H * W)
             else:
                 sci_tfilter_row_int8(W, &words[y, 0], C, &pos[0], &sup[0], out_i + y * W, H * W)

@@ -24,6 +24,7 @@ def bench_tfilter(height: int = 256, width: int = 256, repeats: int = 20,
         from torch.nn import functional as F
     except ImportError as exc:  # the comparison needs the torch layer
         raise RuntimeError("bench tfilter compares with torch: install the 'train' extra") from exc
+    from .._kernels import tfilter as kernel
     from ..edge.tfilter import pack_time
     from ..models.end.fem import FEM, WINDOW
 
@@ -60,13 +61,18 @@ def bench_tfilter(height: int = 256, width: int = 256, repeats: int = 20,
     t_kernel = best_of(repeats, lambda: bank.apply_words(words, out=out, num_threads=threads))
     t_kernel_int8 = best_of(repeats, lambda: bank.dots_words(words, out=dots, num_threads=threads))
     t_pack = best_of(repeats, lambda: pack_time(spikes, num_threads=threads))
+    # the portable loop (what a machine without AVX-512 VPOPCNTQ, e.g. an ARM board, runs)
+    t_portable = best_of(repeats, lambda: kernel.filter_words(
+        words, bank.pos, bank.support, bank.alpha, bank.bias, out, threads, False))
     return {
         "benchmark": "tfilter", "height": height, "width": width, "window": WINDOW,
         "filters": bank.channels, "threads": threads, "machine": platform.machine(),
+        "kernel_path": kernel.simd_path(),
         "torch_layer_s": t_torch, "torch_conv_s": t_torch_conv,
-        "kernel_float_s": t_kernel, "kernel_int8_s": t_kernel_int8, "pack_time_s": t_pack,
+        "kernel_float_s": t_kernel, "kernel_float_portable_s": t_portable, "kernel_int8_s": t_kernel_int8, "pack_time_s": t_pack,
         "speedup": t_torch / t_kernel,
         "speedup_int8_vs_conv": t_torch_conv / t_kernel_int8,
         "speedup_including_packing": t_torch / (t_kernel + t_pack),
+        "speedup_portable": t_torch / t_portable,
         "bit_exact_vs_torch": exact,
     }

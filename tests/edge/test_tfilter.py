@@ -6,11 +6,11 @@ from sci_edge.errors import DataError
 
 
 def _bank(rng, C=12, window=13):
-    full = np.uint64((1 << window) - 1)
+    full = np.uint64((1 << window) - 1)  # window <= 64
     starts = rng.integers(0, window - 3, C)
     lengths = [rng.integers(3, window - s + 1) for s in starts]
     sup = np.array([((1 << int(n)) - 1) << int(s) for s, n in zip(starts, lengths)], np.uint64)
-    pos = rng.integers(0, 2**window, C).astype(np.uint64) & sup & full
+    pos = rng.integers(0, 2**64 - 1, C, dtype=np.uint64, endpoint=True) & sup & full
     return BinaryFilterBank(pos=pos, support=sup, alpha=rng.random(C) + 0.1,
                             bias=rng.standard_normal(C), window=window)
 
@@ -66,3 +66,55 @@ def test_bank_validation_and_storage(rng, tmp_path):
         BinaryFilterBank.load(tmp_path / "none.npz")
     with pytest.raises(ValueError, match="window of 13"):
         bank.apply(spikes[:5])
+
+
+def _grouped_bank(rng, window, groups=3, per_group=5):
+    """Filters in runs sharing one support, as the FEM's bank is laid out."""
+    pos, sup = [], []
+    for _ in range(groups):
+        start = int(rng.integers(0, window - 2))
+        length = int(rng.integers(2, window - start + 1))
+        support = ((1 << length) - 1) << start
+        for _ in range(per_group):
+            sup.append(support)
+            pos.append(int(rng.integers(0, 2**63)) & support)
+    C = len(pos)
+    return BinaryFilterBank(pos=np.array(pos, np.uint64), support=np.array(sup, np.uint64),
+                            alpha=rng.random(C) + 0.1, bias=rng.standard_normal(C),
+                            window=window)
+
+
+# widths around the SIMD tiles (16 pixels a vector, tiles of 8/4/2/1 vectors)
+@pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 127, 128, 129, 250])
+@pytest.mark.parametrize("window", [13, 32, 33, 64])
+@pytest.mark.parametrize("grouped", [True, False])
+def test_simd_and_portable_loops_match_reference(rng, width, window, grouped):
+    from sci_edge._kernels import tfilter as kernel
+
+    bank = _grouped_bank(rng, window) if grouped else _bank(rng, C=7, window=window)
+    spikes = (rng.random((window, 3, width)) < 0.45).astype(np.uint8)
+    words = pack_time(spikes)
+    ref_f, ref_i = bank.reference(spikes), bank.dots_reference(spikes)
+    for simd in (True, False):
+        out_f = np.empty(ref_f.shape, np.float32)
+        out_i = np.empty(ref_i.shape, np.int8)
+        kernel.filter_words(words, bank.pos, bank.support, bank.alpha, bank.bias, out_f, 2, simd)
+        kernel.filter_words_int8(words, bank.pos, bank.support, out_i, 2, simd)
+        np.testing.assert_array_equal(out_f, ref_f, err_msg=f"simd={simd}")
+        np.testing.assert_array_equal(out_i, ref_i, err_msg=f"simd={simd}")
+
+
+def test_simd_path_is_reported():
+    from sci_edge._kernels import tfilter as kernel
+
+    assert kernel.simd_path() in ("avx512-vpopcntdq", "scalar")
+
+
+@pytest.mark.parametrize("view", ["frames_strided", "rows_flipped", "frames_reversed", "cols"])
+def test_pack_time_strided_views(rng, view):
+    big = (rng.random((40, 6, 150)) < 0.4).astype(np.uint8)
+    arr = {"frames_strided": big[::3],            # pixels contiguous: the fast path
+           "rows_flipped": big[:13, ::-1, :],     # as .dat files are read
+           "frames_reversed": big[13::-1],
+           "cols": big[:13, :, ::2]}[view]          # general path
+    np.testing.assert_array_equal(pack_time(arr), pack_time_reference(np.ascontiguousarray(arr)))
