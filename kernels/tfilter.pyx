@@ -8,17 +8,16 @@ cdef extern from "tfilter_core.h" nogil:
                          float *out, int64_t plane)
     void sci_tfilter_row_int8(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
                               const uint64_t *sup, int8_t *out, int64_t plane)
-    void sci_tfilter_row_avx512(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
-                                const uint64_t *sup, const float *alpha, const float *bias,
-                                float *out, int64_t plane)
-    void sci_tfilter_row_int8_avx512(int64_t n, const uint64_t *words, int C,
-                                     const uint64_t *pos, const uint64_t *sup, int8_t *out,
-                                     int64_t plane)
+    void sci_tfilter_row_simd(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
+                              const uint64_t *sup, const float *alpha, const float *bias,
+                              float *out, int64_t plane)
+    void sci_tfilter_row_int8_simd(int64_t n, const uint64_t *words, int C,
+                                   const uint64_t *pos, const uint64_t *sup, int8_t *out,
+                                   int64_t plane)
     void sci_tfilter_pack_row(int64_t n, int L, const uint8_t *first, int64_t frame_stride,
                               uint64_t *out)
-    int sci_tfilter_use_avx512()
-    int SCI_TF_HAVE_AVX512
-
+    int sci_tfilter_simd_available()
+    const char *sci_tfilter_simd_name()
 
 def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_threads):
     """words[y, x] bit j = spikes[j, y, x] (j < 64). Any input strides."""
@@ -40,14 +39,8 @@ def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_thr
 
 
 def simd_path():
-    """Which inner loop this machine runs: 'avx512-vpopcntdq' or 'scalar'."""
-    return "avx512-vpopcntdq" if _use_avx512() else "scalar"
-
-
-cdef bint _use_avx512() noexcept nogil:
-    if SCI_TF_HAVE_AVX512:
-        return sci_tfilter_use_avx512() != 0
-    return False
+    """The SIMD loop this build runs on this CPU ('avx512-vpopcntdq', 'neon'), else 'portable'."""
+    return sci_tfilter_simd_name().decode()
 
 
 def filter_words(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const uint64_t[::1] sup,
@@ -78,17 +71,17 @@ cdef void _filter(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const u
     if H == 0 or W == 0 or C == 0:
         return
     with nogil:
-        simd = allow_simd and _use_avx512()
+        simd = allow_simd and sci_tfilter_simd_available() != 0
         for y in prange(H, schedule="static", num_threads=threads):
             if out_f != NULL:
                 if simd:
-                    sci_tfilter_row_avx512(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
-                                           out_f + y * W, H * W)
+                    sci_tfilter_row_simd(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
+                                         out_f + y * W, H * W)
                 else:
                     sci_tfilter_row(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
                                     out_f + y * W, H * W)
             elif simd:
-                sci_tfilter_row_int8_avx512(W, &words[y, 0], C, &pos[0], &sup[0],
-                                            out_i + y * W, H * W)
+                sci_tfilter_row_int8_simd(W, &words[y, 0], C, &pos[0], &sup[0],
+                                          out_i + y * W, H * W)
             else:
                 sci_tfilter_row_int8(W, &words[y, 0], C, &pos[0], &sup[0], out_i + y * W, H * W)
