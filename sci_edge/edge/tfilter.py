@@ -22,6 +22,13 @@ from ..io.bitpack import as_spike_array
 MAX_WINDOW = 64
 
 
+def kernel_path() -> str:
+    """The filter loop this build runs on this CPU: 'avx512-vpopcntdq', 'neon' or
+    'portable' (all bit-identical; the SIMD ones take banks whose supports fit
+    32 frames, the FEM's among them)."""
+    return _kernel.simd_path()
+
+
 def pack_time(spikes, *, num_threads: int | None = None) -> np.ndarray:
     """(L, H, W) 0/1 spikes, L <= 64 -> (H, W) uint64 words, bit j = frame j."""
     arr = as_spike_array(spikes)
@@ -86,7 +93,8 @@ class BinaryFilterBank:
     def channels(self) -> int:
         return int(self.pos.shape[0])
 
-    def _run(self, words: np.ndarray, out: np.ndarray | None, dtype, num_threads) -> np.ndarray:
+    def _run(self, words: np.ndarray, out: np.ndarray | None, dtype, num_threads,
+             simd: bool) -> np.ndarray:
         words = np.ascontiguousarray(words)
         if words.dtype != np.uint64 or words.ndim != 2:
             raise ValueError(f"words must be a 2-D uint64 array, got {words.dtype} {words.shape}")
@@ -98,21 +106,24 @@ class BinaryFilterBank:
                              f"shape {shape}")
         threads = resolve_threads(num_threads)
         if dtype == np.int8:
-            _kernel.filter_words_int8(words, self.pos, self.support, out, threads)
+            _kernel.filter_words_int8(words, self.pos, self.support, out, threads, bool(simd))
         else:
             _kernel.filter_words(words, self.pos, self.support, self.alpha, self.bias, out,
-                                 threads)
+                                 threads, bool(simd))
         return out
 
     def apply_words(self, words: np.ndarray, *, out: np.ndarray | None = None,
-                    num_threads: int | None = None) -> np.ndarray:
-        """(H, W) uint64 time-packed words -> (C, H, W) float32 responses."""
-        return self._run(words, out, np.float32, num_threads)
+                    num_threads: int | None = None, simd: bool = True) -> np.ndarray:
+        """(H, W) uint64 time-packed words -> (C, H, W) float32 responses.
+
+        ``simd=False`` runs the portable loop even where a SIMD one exists
+        (:func:`kernel_path`); the results are the same bits."""
+        return self._run(words, out, np.float32, num_threads, simd)
 
     def dots_words(self, words: np.ndarray, *, out: np.ndarray | None = None,
-                   num_threads: int | None = None) -> np.ndarray:
+                   num_threads: int | None = None, simd: bool = True) -> np.ndarray:
         """(H, W) uint64 words -> (C, H, W) int8 integer responses (before alpha, bias)."""
-        return self._run(words, out, np.int8, num_threads)
+        return self._run(words, out, np.int8, num_threads, simd)
 
     def apply(self, spikes, *, num_threads: int | None = None) -> np.ndarray:
         """(window, H, W) 0/1 spikes -> (C, H, W) float32 responses."""

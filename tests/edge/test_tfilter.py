@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sci_edge.edge import BinaryFilterBank, pack_time, pack_time_reference
+from sci_edge.edge import BinaryFilterBank, kernel_path, pack_time, pack_time_reference
 from sci_edge.errors import DataError
 
 
@@ -89,25 +89,19 @@ def _grouped_bank(rng, window, groups=3, per_group=5):
 @pytest.mark.parametrize("window", [13, 32, 33, 64])
 @pytest.mark.parametrize("grouped", [True, False])
 def test_simd_and_portable_loops_match_reference(rng, width, window, grouped):
-    from sci_edge._kernels import tfilter as kernel
-
     bank = _grouped_bank(rng, window) if grouped else _bank(rng, C=7, window=window)
     spikes = (rng.random((window, 3, width)) < 0.45).astype(np.uint8)
     words = pack_time(spikes)
     ref_f, ref_i = bank.reference(spikes), bank.dots_reference(spikes)
     for simd in (True, False):
-        out_f = np.empty(ref_f.shape, np.float32)
-        out_i = np.empty(ref_i.shape, np.int8)
-        kernel.filter_words(words, bank.pos, bank.support, bank.alpha, bank.bias, out_f, 2, simd)
-        kernel.filter_words_int8(words, bank.pos, bank.support, out_i, 2, simd)
+        out_f = bank.apply_words(words, num_threads=2, simd=simd)
+        out_i = bank.dots_words(words, num_threads=2, simd=simd)
         np.testing.assert_array_equal(out_f, ref_f, err_msg=f"simd={simd}")
         np.testing.assert_array_equal(out_i, ref_i, err_msg=f"simd={simd}")
 
 
-def test_simd_path_is_reported():
-    from sci_edge._kernels import tfilter as kernel
-
-    assert kernel.simd_path() in ("avx512-vpopcntdq", "neon", "portable")
+def test_kernel_path_is_reported():
+    assert kernel_path() in ("avx512-vpopcntdq", "neon", "portable")
 
 
 @pytest.mark.parametrize("view", ["frames_strided", "rows_flipped", "frames_reversed", "cols"])
