@@ -3,21 +3,15 @@ from cython.parallel cimport prange
 from libc.stdint cimport int8_t, uint8_t, uint64_t, int64_t
 
 cdef extern from "tfilter_core.h" nogil:
-    void sci_tfilter_row(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
-                         const uint64_t *sup, const float *alpha, const float *bias,
-                         float *out, int64_t plane)
-    void sci_tfilter_row_int8(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
-                              const uint64_t *sup, int8_t *out, int64_t plane)
-    void sci_tfilter_row_simd(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
-                              const uint64_t *sup, const float *alpha, const float *bias,
-                              float *out, int64_t plane)
-    void sci_tfilter_row_int8_simd(int64_t n, const uint64_t *words, int C,
-                                   const uint64_t *pos, const uint64_t *sup, int8_t *out,
-                                   int64_t plane)
+    void sci_tfilter_row_on(int path, int64_t n, const uint64_t *words, int C,
+                            const uint64_t *pos, const uint64_t *sup, const float *alpha,
+                            const float *bias, float *out_f, int8_t *out_i, int64_t plane)
     void sci_tfilter_pack_row(int64_t n, int L, const uint8_t *first, int64_t frame_stride,
                               uint64_t *out)
-    int sci_tfilter_simd_available()
-    const char *sci_tfilter_simd_name()
+    int sci_tfilter_path_available(int path)
+    int sci_tfilter_best_path()
+    const char *sci_tfilter_path_name(int path)
+    int SCI_TF_NEON
 
 def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_threads):
     """words[y, x] bit j = spikes[j, y, x] (j < 64). Any input strides."""
@@ -38,50 +32,45 @@ def pack_time(const uint8_t[:, :, :] spikes, uint64_t[:, ::1] words, int num_thr
                     words[y, x] = words[y, x] | (<uint64_t>(spikes[j, y, x] & 1) << j)
 
 
-def simd_path():
-    """The SIMD loop this build runs on this CPU ('avx512-vpopcntdq', 'neon'), else 'portable'."""
-    return sci_tfilter_simd_name().decode()
+def path_names():
+    """{path id: name} of every loop this build knows."""
+    return {k: sci_tfilter_path_name(k).decode() for k in range(SCI_TF_NEON + 1)}
+
+
+def available_paths():
+    """Ids of the loops this build can run on this CPU, best first."""
+    best = sci_tfilter_best_path()
+    rest = [k for k in range(SCI_TF_NEON, -1, -1) if k != best and sci_tfilter_path_available(k)]
+    return [best] + rest
 
 
 def filter_words(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const uint64_t[::1] sup,
                  const float[::1] alpha, const float[::1] bias, float[:, :, ::1] out,
-                 int num_threads, bint simd=True):
-    """out[c, y, x] = (2*popcount(w & pos[c]) - popcount(w & sup[c])) * alpha[c] + bias[c].
-
-    simd=False forces the portable loop (tests compare the two)."""
-    _filter(words, pos, sup, &alpha[0], &bias[0], &out[0, 0, 0], NULL, num_threads, simd)
+                 int num_threads, int path):
+    """out[c, y, x] = (2*popcount(w & pos[c]) - popcount(w & sup[c])) * alpha[c] + bias[c]."""
+    _filter(words, pos, sup, &alpha[0], &bias[0], &out[0, 0, 0], NULL, num_threads, path)
 
 
 def filter_words_int8(const uint64_t[:, ::1] words, const uint64_t[::1] pos,
-                      const uint64_t[::1] sup, int8_t[:, :, ::1] out, int num_threads,
-                      bint simd=True):
+                      const uint64_t[::1] sup, int8_t[:, :, ::1] out, int num_threads, int path):
     """out[c, y, x] = 2*popcount(w & pos[c]) - popcount(w & sup[c]) (exact integers)."""
-    _filter(words, pos, sup, NULL, NULL, NULL, &out[0, 0, 0], num_threads, simd)
+    _filter(words, pos, sup, NULL, NULL, NULL, &out[0, 0, 0], num_threads, path)
 
 
 cdef void _filter(const uint64_t[:, ::1] words, const uint64_t[::1] pos, const uint64_t[::1] sup,
                   const float *alpha, const float *bias, float *out_f, int8_t *out_i,
-                  int num_threads, bint allow_simd) noexcept:
-    """Rows in parallel; float output when out_f is given, else int8 into out_i."""
+                  int num_threads, int path) except *:
+    """Rows in parallel on loop ``path`` (one of available_paths())."""
     cdef int64_t H = words.shape[0], W = words.shape[1]
     cdef int C = <int>pos.shape[0]
     cdef int64_t y
     cdef int threads = num_threads if num_threads > 0 else 1
-    cdef bint simd
+    if not sci_tfilter_path_available(path):
+        raise ValueError(f"filter loop {path} is not available here")
     if H == 0 or W == 0 or C == 0:
         return
     with nogil:
-        simd = allow_simd and sci_tfilter_simd_available() != 0
         for y in prange(H, schedule="static", num_threads=threads):
-            if out_f != NULL:
-                if simd:
-                    sci_tfilter_row_simd(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
-                                         out_f + y * W, H * W)
-                else:
-                    sci_tfilter_row(W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
-                                    out_f + y * W, H * W)
-            elif simd:
-                sci_tfilter_row_int8_simd(W, &words[y, 0], C, &pos[0], &sup[0],
-                                          out_i + y * W, H * W)
-            else:
-                sci_tfilter_row_int8(W, &words[y, 0], C, &pos[0], &sup[0], out_i + y * W, H * W)
+            sci_tfilter_row_on(path, W, &words[y, 0], C, &pos[0], &sup[0], alpha, bias,
+                               out_f + y * W if out_f != NULL else NULL,
+                               out_i + y * W if out_i != NULL else NULL, H * W)

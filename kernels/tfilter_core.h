@@ -101,85 +101,139 @@ SCI_TF_MULTIVERSION static void sci_tfilter_row_int8(int64_t n, const uint64_t *
                           out[(int64_t)c * plane + x0 + k] = (int8_t)dot);
 }
 
-/* ---------------------------------------------------------------- SIMD loop */
-/* Each ISA gives: a vector of SCI_TF_LANES pixels in 32-bit lanes
- * (sci_tf_vec), and load / popcount-of-and / dot / two stores. The float
- * store multiplies, then adds (never fused), like the portable loop. */
+/* ---------------------------------------------------------------- SIMD loops */
+/* Per instruction set: a vector of pixels in 32-bit lanes and load /
+ * popcount-of-and / dot / two stores, then tfilter_simd.h builds the tile
+ * loop on them. The float store multiplies, then adds (never fused), like the
+ * portable loop. Paths: */
+enum { SCI_TF_PORTABLE = 0, SCI_TF_AVX2 = 1, SCI_TF_AVX512 = 2, SCI_TF_NEON = 3 };
 
 #if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 8)
 #include <immintrin.h>
-#define SCI_TF_SIMD_NAME "avx512-vpopcntdq"
-#define SCI_TF_LANES 16
-#define SCI_TF_TARGET __attribute__((target("popcnt,avx512f,avx512dq,avx512vpopcntdq")))
-typedef __m512i sci_tf_vec;
+#define SCI_TF_X86 1
 
-static inline int sci_tfilter_simd_available(void)
+/* AVX2 has no vector popcount: count nibbles with a byte shuffle, then sum
+ * the four bytes of each lane with two multiply-adds. */
+#define SCI_TF_AVX2_TARGET __attribute__((target("popcnt,avx2")))
+SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2_load(const uint64_t *w)
 {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-        && __builtin_cpu_supports("avx512vpopcntdq");
+    /* low 32 bits of 8 words: even dwords of each half, then the halves joined */
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)w), even);
+    __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(w + 4)), even);
+    return _mm256_permute2x128_si256(a, b, 0x20);
 }
 
-SCI_TF_TARGET static inline sci_tf_vec sci_tf_load(const uint64_t *w)
+SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2_popcnt_and(__m256i s, uint64_t mask)
+{
+    const __m256i nibble_counts = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                                   0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256i x = _mm256_and_si256(s, _mm256_set1_epi32((int)(uint32_t)mask));
+    __m256i bytes = _mm256_add_epi8(
+        _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(x, low4)),
+        _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(_mm256_srli_epi16(x, 4), low4)));
+    __m256i pairs = _mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2_dot(__m256i cpos, __m256i csup)
+{
+    return _mm256_sub_epi32(_mm256_add_epi32(cpos, cpos), csup);
+}
+
+SCI_TF_AVX2_TARGET static inline void sci_tf_avx2_store_f32(float *o, __m256i dot, float a,
+                                                            float b)
+{
+    __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(a));
+    _mm256_storeu_ps(o, _mm256_add_ps(y, _mm256_set1_ps(b)));
+}
+
+SCI_TF_AVX2_TARGET static inline void sci_tf_avx2_store_i8(int8_t *o, __m256i dot)
+{
+    __m128i d16 = _mm_packs_epi32(_mm256_castsi256_si128(dot), _mm256_extracti128_si256(dot, 1));
+    _mm_storel_epi64((__m128i *)o, _mm_packs_epi16(d16, d16));
+}
+
+#define SCI_TF_P(name) sci_tf_avx2_##name
+#define SCI_TF_VEC __m256i
+#define SCI_TF_LANES 8
+#define SCI_TF_TARGET SCI_TF_AVX2_TARGET
+#include "tfilter_simd.h"
+#undef SCI_TF_P
+#undef SCI_TF_VEC
+#undef SCI_TF_LANES
+#undef SCI_TF_TARGET
+
+/* AVX-512 with VPOPCNTD (Ice Lake, Zen 4 and later). */
+#define SCI_TF_AVX512_TARGET __attribute__((target("popcnt,avx512f,avx512dq,avx512vpopcntdq")))
+SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_load(const uint64_t *w)
 {
     __m256i lo = _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)w));
     __m256i hi = _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)(w + 8)));
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-SCI_TF_TARGET static inline sci_tf_vec sci_tf_popcnt_and(sci_tf_vec s, uint64_t mask)
+SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_popcnt_and(__m512i s, uint64_t mask)
 {
     return _mm512_popcnt_epi32(_mm512_and_si512(s, _mm512_set1_epi32((int)(uint32_t)mask)));
 }
 
-SCI_TF_TARGET static inline sci_tf_vec sci_tf_dot(sci_tf_vec cpos, sci_tf_vec csup)
+SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_dot(__m512i cpos, __m512i csup)
 {
     return _mm512_sub_epi32(_mm512_add_epi32(cpos, cpos), csup);
 }
 
-SCI_TF_TARGET static inline void sci_tf_store_f32(float *o, sci_tf_vec dot, float a, float b)
+SCI_TF_AVX512_TARGET static inline void sci_tf_avx512_store_f32(float *o, __m512i dot, float a,
+                                                                float b)
 {
     __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a));
     _mm512_storeu_ps(o, _mm512_add_ps(y, _mm512_set1_ps(b)));
 }
 
-SCI_TF_TARGET static inline void sci_tf_store_i8(int8_t *o, sci_tf_vec dot)
+SCI_TF_AVX512_TARGET static inline void sci_tf_avx512_store_i8(int8_t *o, __m512i dot)
 {
     _mm_storeu_si128((__m128i *)o, _mm512_cvtepi32_epi8(dot));
 }
 
+#define SCI_TF_P(name) sci_tf_avx512_##name
+#define SCI_TF_VEC __m512i
+#define SCI_TF_LANES 16
+#define SCI_TF_TARGET SCI_TF_AVX512_TARGET
+#include "tfilter_simd.h"
+#undef SCI_TF_P
+#undef SCI_TF_VEC
+#undef SCI_TF_LANES
+#undef SCI_TF_TARGET
+
 #elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #include <arm_neon.h>
-#define SCI_TF_SIMD_NAME "neon"
-#define SCI_TF_LANES 4
-#define SCI_TF_TARGET
-typedef uint32x4_t sci_tf_vec;
+#define SCI_TF_ARM 1
 
-static inline int sci_tfilter_simd_available(void) { return 1; }  /* NEON is baseline */
-
-static inline sci_tf_vec sci_tf_load(const uint64_t *w)
+static inline uint32x4_t sci_tf_neon_load(const uint64_t *w)
 {
     return vcombine_u32(vmovn_u64(vld1q_u64(w)), vmovn_u64(vld1q_u64(w + 2)));
 }
 
-static inline sci_tf_vec sci_tf_popcnt_and(sci_tf_vec s, uint64_t mask)
+static inline uint32x4_t sci_tf_neon_popcnt_and(uint32x4_t s, uint64_t mask)
 {
     /* per-byte counts, then pairwise sums up to 32-bit lanes */
     uint8x16_t bytes = vcntq_u8(vreinterpretq_u8_u32(vandq_u32(s, vdupq_n_u32((uint32_t)mask))));
     return vpaddlq_u16(vpaddlq_u8(bytes));
 }
 
-static inline sci_tf_vec sci_tf_dot(sci_tf_vec cpos, sci_tf_vec csup)
+static inline uint32x4_t sci_tf_neon_dot(uint32x4_t cpos, uint32x4_t csup)
 {
     return vsubq_u32(vshlq_n_u32(cpos, 1), csup);  /* wraps to the right int32 */
 }
 
-static inline void sci_tf_store_f32(float *o, sci_tf_vec dot, float a, float b)
+static inline void sci_tf_neon_store_f32(float *o, uint32x4_t dot, float a, float b)
 {
     float32x4_t y = vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_u32(dot)), vdupq_n_f32(a));
     vst1q_f32(o, vaddq_f32(y, vdupq_n_f32(b)));
 }
 
-static inline void sci_tf_store_i8(int8_t *o, sci_tf_vec dot)
+static inline void sci_tf_neon_store_i8(int8_t *o, uint32x4_t dot)
 {
     int16x4_t d16 = vmovn_s32(vreinterpretq_s32_u32(dot));
     int8x8_t d8 = vmovn_s16(vcombine_s16(d16, d16));
@@ -187,93 +241,77 @@ static inline void sci_tf_store_i8(int8_t *o, sci_tf_vec dot)
     memcpy(o, &four, 4);
 }
 
-#else
-static inline int sci_tfilter_simd_available(void) { return 0; }
+#define SCI_TF_P(name) sci_tf_neon_##name
+#define SCI_TF_VEC uint32x4_t
+#define SCI_TF_LANES 4
+#define SCI_TF_TARGET
+#include "tfilter_simd.h"
+#undef SCI_TF_P
+#undef SCI_TF_VEC
+#undef SCI_TF_LANES
+#undef SCI_TF_TARGET
 #endif
 
-#ifdef SCI_TF_LANES
-#define SCI_TF_MAX_TILE 8
-
-/* One tile of T vectors (T * SCI_TF_LANES pixels), all filters; float output
- * when out_f is given, else int8 into out_i. */
-SCI_TF_TARGET static inline __attribute__((always_inline)) void sci_tf_tile(
-    int T, const uint64_t *words, int C, const uint64_t *pos, const uint64_t *sup,
-    const float *alpha, const float *bias, float *out_f, int8_t *out_i, int64_t plane)
+/* Whether this build and this CPU can run a path. */
+static inline int sci_tfilter_path_available(int path)
 {
-    sci_tf_vec s[SCI_TF_MAX_TILE], csup[SCI_TF_MAX_TILE];
-    for (int v = 0; v < T; ++v)
-        s[v] = sci_tf_load(words + SCI_TF_LANES * v);
-    for (int c = 0; c < C; ++c) {
-        if (c == 0 || sup[c] != sup[c - 1])
-            for (int v = 0; v < T; ++v)
-                csup[v] = sci_tf_popcnt_and(s[v], sup[c]);
-        for (int v = 0; v < T; ++v) {
-            sci_tf_vec dot = sci_tf_dot(sci_tf_popcnt_and(s[v], pos[c]), csup[v]);
-            int64_t at = (int64_t)c * plane + SCI_TF_LANES * v;
-            if (out_f)
-                sci_tf_store_f32(out_f + at, dot, alpha[c], bias[c]);
-            else
-                sci_tf_store_i8(out_i + at, dot);
-        }
+    switch (path) {
+    case SCI_TF_PORTABLE:
+        return 1;
+#ifdef SCI_TF_X86
+    case SCI_TF_AVX2:
+        return __builtin_cpu_supports("avx2");
+    case SCI_TF_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vpopcntdq");
+#endif
+#ifdef SCI_TF_ARM
+    case SCI_TF_NEON:
+        return 1;  /* baseline on aarch64 */
+#endif
+    default:
+        return 0;
     }
 }
 
-/* The SIMD part of a row: whole vectors only; returns how many pixels it did. */
-SCI_TF_TARGET static int64_t sci_tf_row_simd(int64_t n, const uint64_t *words, int C,
-                                             const uint64_t *pos, const uint64_t *sup,
-                                             const float *alpha, const float *bias,
-                                             float *out_f, int8_t *out_i, int64_t plane)
+static inline int sci_tfilter_best_path(void)
 {
-    for (int c = 0; c < C; ++c)
-        if (sup[c] >> 32)
-            return 0;  /* a support beyond 32 frames: the portable loop does it all */
-    int64_t i = 0;
-#define SCI_TF_TILE_AT(T)                                                            \
-    sci_tf_tile(T, words + i, C, pos, sup, alpha, bias, out_f ? out_f + i : 0,       \
-                out_i ? out_i + i : 0, plane)
-    for (; i + SCI_TF_LANES * SCI_TF_MAX_TILE <= n; i += SCI_TF_LANES * SCI_TF_MAX_TILE)
-        SCI_TF_TILE_AT(SCI_TF_MAX_TILE);
-    if (i + SCI_TF_LANES * 4 <= n) { SCI_TF_TILE_AT(4); i += SCI_TF_LANES * 4; }
-    if (i + SCI_TF_LANES * 2 <= n) { SCI_TF_TILE_AT(2); i += SCI_TF_LANES * 2; }
-    if (i + SCI_TF_LANES <= n) { SCI_TF_TILE_AT(1); i += SCI_TF_LANES; }
-#undef SCI_TF_TILE_AT
-    return i;
-}
-#endif
-
-static inline const char *sci_tfilter_simd_name(void)
-{
-#ifdef SCI_TF_SIMD_NAME
-    if (sci_tfilter_simd_available())
-        return SCI_TF_SIMD_NAME;
-#endif
-    return "portable";
+    const int order[] = {SCI_TF_AVX512, SCI_TF_NEON, SCI_TF_AVX2};
+    for (int k = 0; k < 3; ++k)
+        if (sci_tfilter_path_available(order[k]))
+            return order[k];
+    return SCI_TF_PORTABLE;
 }
 
-/* The SIMD loop where the build and the CPU have one (callers check
- * sci_tfilter_simd_available() once), the portable loop for the rest. */
-static void sci_tfilter_row_simd(int64_t n, const uint64_t *words, int C, const uint64_t *pos,
-                                 const uint64_t *sup, const float *alpha, const float *bias,
-                                 float *out, int64_t plane)
+static inline const char *sci_tfilter_path_name(int path)
+{
+    static const char *const names[] = {"portable", "avx2", "avx512-vpopcntdq", "neon"};
+    return path >= 0 && path <= SCI_TF_NEON ? names[path] : "unknown";
+}
+
+/* Whole vectors on the chosen path (the caller checked it is available), the
+ * rest of the row on the portable loop. out_f (float) or out_i (int8). */
+static void sci_tfilter_row_on(int path, int64_t n, const uint64_t *words, int C,
+                               const uint64_t *pos, const uint64_t *sup, const float *alpha,
+                               const float *bias, float *out_f, int8_t *out_i, int64_t plane)
 {
     int64_t done = 0;
-#ifdef SCI_TF_LANES
-    done = sci_tf_row_simd(n, words, C, pos, sup, alpha, bias, out, 0, plane);
+#ifdef SCI_TF_X86
+    if (path == SCI_TF_AVX512)
+        done = sci_tf_avx512_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+    else if (path == SCI_TF_AVX2)
+        done = sci_tf_avx2_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
 #endif
-    if (done < n)
-        sci_tfilter_row(n - done, words + done, C, pos, sup, alpha, bias, out + done, plane);
-}
-
-static void sci_tfilter_row_int8_simd(int64_t n, const uint64_t *words, int C,
-                                      const uint64_t *pos, const uint64_t *sup, int8_t *out,
-                                      int64_t plane)
-{
-    int64_t done = 0;
-#ifdef SCI_TF_LANES
-    done = sci_tf_row_simd(n, words, C, pos, sup, 0, 0, 0, out, plane);
+#ifdef SCI_TF_ARM
+    if (path == SCI_TF_NEON)
+        done = sci_tf_neon_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
 #endif
-    if (done < n)
-        sci_tfilter_row_int8(n - done, words + done, C, pos, sup, out + done, plane);
+    if (done == n)
+        return;
+    if (out_f)
+        sci_tfilter_row(n - done, words + done, C, pos, sup, alpha, bias, out_f + done, plane);
+    else
+        sci_tfilter_row_int8(n - done, words + done, C, pos, sup, out_i + done, plane);
 }
 
 #endif

@@ -24,7 +24,7 @@ def bench_tfilter(height: int = 256, width: int = 256, repeats: int = 20,
         from torch.nn import functional as F
     except ImportError as exc:  # the comparison needs the torch layer
         raise RuntimeError("bench tfilter compares with torch: install the 'train' extra") from exc
-    from ..edge.tfilter import kernel_path, pack_time
+    from ..edge.tfilter import kernel_path, kernel_paths, pack_time
     from ..models.end.fem import FEM, WINDOW
 
     threads = resolve_threads(num_threads)
@@ -57,23 +57,25 @@ def bench_tfilter(height: int = 256, width: int = 256, repeats: int = 20,
     bank.apply_words(words, out=out, num_threads=threads)
     bank.dots_words(words, out=dots, num_threads=threads)
     exact = bool(np.array_equal(out, ref)) and bool(np.array_equal(dots, ref_dots))
-    exact = exact and bool(np.array_equal(bank.apply_words(words, simd=False), ref))
+    for path in kernel_paths()[1:]:
+        exact = exact and bool(np.array_equal(bank.apply_words(words, path=path), ref))
     t_kernel = best_of(repeats, lambda: bank.apply_words(words, out=out, num_threads=threads))
     t_kernel_int8 = best_of(repeats, lambda: bank.dots_words(words, out=dots, num_threads=threads))
     t_pack = best_of(repeats, lambda: pack_time(spikes, num_threads=threads))
-    # the portable loop (what a machine without AVX-512 VPOPCNTQ, e.g. an ARM board, runs)
-    t_portable = best_of(repeats, lambda: bank.apply_words(words, out=out, num_threads=threads,
-                                                           simd=False))
+    # every other loop this machine has, e.g. what a CPU without AVX-512 would run
+    t_paths = {path: best_of(repeats, lambda p=path: bank.apply_words(
+        words, out=out, num_threads=threads, path=p)) for path in kernel_paths()}
     return {
         "benchmark": "tfilter", "height": height, "width": width, "window": WINDOW,
         "filters": bank.channels, "threads": threads, "machine": platform.machine(),
         "kernel_path": kernel_path(),
         "torch_layer_s": t_torch, "torch_conv_s": t_torch_conv,
-        "kernel_float_s": t_kernel, "kernel_float_portable_s": t_portable,
+        "kernel_float_s": t_kernel,
+        "kernel_float_by_path_s": t_paths,
         "kernel_int8_s": t_kernel_int8, "pack_time_s": t_pack,
         "speedup": t_torch / t_kernel,
         "speedup_int8_vs_conv": t_torch_conv / t_kernel_int8,
         "speedup_including_packing": t_torch / (t_kernel + t_pack),
-        "speedup_portable": t_torch / t_portable,
+        "speedup_by_path": {p: t_torch / t for p, t in t_paths.items()},
         "bit_exact_vs_torch": exact,
     }

@@ -22,11 +22,29 @@ from ..io.bitpack import as_spike_array
 MAX_WINDOW = 64
 
 
+def kernel_paths() -> list[str]:
+    """The filter loops this build can run on this CPU, the default first:
+    'avx512-vpopcntdq', 'neon' or 'avx2' where available, and always
+    'portable'. All give the same bits; the SIMD ones take banks whose
+    supports fit 32 frames (the FEM's do) and leave wider ones to 'portable'."""
+    names = _kernel.path_names()
+    return [names[k] for k in _kernel.available_paths()]
+
+
 def kernel_path() -> str:
-    """The filter loop this build runs on this CPU: 'avx512-vpopcntdq', 'neon' or
-    'portable' (all bit-identical; the SIMD ones take banks whose supports fit
-    32 frames, the FEM's among them)."""
-    return _kernel.simd_path()
+    """The loop :class:`BinaryFilterBank` runs by default here."""
+    return kernel_paths()[0]
+
+
+def _path_id(path: str) -> int:
+    ids = {name: k for k, name in _kernel.path_names().items()}
+    available = kernel_paths()
+    if path == "auto":
+        return ids[available[0]]
+    if path not in available:
+        raise ValueError(f"filter loop {path!r} is not available here; choose from "
+                         f"'auto' or {available}")
+    return ids[path]
 
 
 def pack_time(spikes, *, num_threads: int | None = None) -> np.ndarray:
@@ -94,7 +112,7 @@ class BinaryFilterBank:
         return int(self.pos.shape[0])
 
     def _run(self, words: np.ndarray, out: np.ndarray | None, dtype, num_threads,
-             simd: bool) -> np.ndarray:
+             path: str) -> np.ndarray:
         words = np.ascontiguousarray(words)
         if words.dtype != np.uint64 or words.ndim != 2:
             raise ValueError(f"words must be a 2-D uint64 array, got {words.dtype} {words.shape}")
@@ -104,26 +122,26 @@ class BinaryFilterBank:
         elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous {np.dtype(dtype).name} array of "
                              f"shape {shape}")
-        threads = resolve_threads(num_threads)
+        threads, loop = resolve_threads(num_threads), _path_id(path)
         if dtype == np.int8:
-            _kernel.filter_words_int8(words, self.pos, self.support, out, threads, bool(simd))
+            _kernel.filter_words_int8(words, self.pos, self.support, out, threads, loop)
         else:
             _kernel.filter_words(words, self.pos, self.support, self.alpha, self.bias, out,
-                                 threads, bool(simd))
+                                 threads, loop)
         return out
 
     def apply_words(self, words: np.ndarray, *, out: np.ndarray | None = None,
-                    num_threads: int | None = None, simd: bool = True) -> np.ndarray:
+                    num_threads: int | None = None, path: str = "auto") -> np.ndarray:
         """(H, W) uint64 time-packed words -> (C, H, W) float32 responses.
 
-        ``simd=False`` runs the portable loop even where a SIMD one exists
-        (:func:`kernel_path`); the results are the same bits."""
-        return self._run(words, out, np.float32, num_threads, simd)
+        ``path`` picks the loop (one of :func:`kernel_paths`, default the
+        fastest); every loop gives the same bits."""
+        return self._run(words, out, np.float32, num_threads, path)
 
     def dots_words(self, words: np.ndarray, *, out: np.ndarray | None = None,
-                   num_threads: int | None = None, simd: bool = True) -> np.ndarray:
+                   num_threads: int | None = None, path: str = "auto") -> np.ndarray:
         """(H, W) uint64 words -> (C, H, W) int8 integer responses (before alpha, bias)."""
-        return self._run(words, out, np.int8, num_threads, simd)
+        return self._run(words, out, np.int8, num_threads, path)
 
     def apply(self, spikes, *, num_threads: int | None = None) -> np.ndarray:
         """(window, H, W) 0/1 spikes -> (C, H, W) float32 responses."""

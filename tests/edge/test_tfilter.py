@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sci_edge.edge import BinaryFilterBank, kernel_path, pack_time, pack_time_reference
+from sci_edge.edge import BinaryFilterBank, kernel_path, kernel_paths, pack_time, pack_time_reference
 from sci_edge.errors import DataError
 
 
@@ -88,20 +88,25 @@ def _grouped_bank(rng, window, groups=3, per_group=5):
 @pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 127, 128, 129, 250])
 @pytest.mark.parametrize("window", [13, 32, 33, 64])
 @pytest.mark.parametrize("grouped", [True, False])
-def test_simd_and_portable_loops_match_reference(rng, width, window, grouped):
+def test_every_loop_matches_reference(rng, width, window, grouped):
     bank = _grouped_bank(rng, window) if grouped else _bank(rng, C=7, window=window)
     spikes = (rng.random((window, 3, width)) < 0.45).astype(np.uint8)
     words = pack_time(spikes)
     ref_f, ref_i = bank.reference(spikes), bank.dots_reference(spikes)
-    for simd in (True, False):
-        out_f = bank.apply_words(words, num_threads=2, simd=simd)
-        out_i = bank.dots_words(words, num_threads=2, simd=simd)
-        np.testing.assert_array_equal(out_f, ref_f, err_msg=f"simd={simd}")
-        np.testing.assert_array_equal(out_i, ref_i, err_msg=f"simd={simd}")
+    for path in kernel_paths():
+        out_f = bank.apply_words(words, num_threads=2, path=path)
+        out_i = bank.dots_words(words, num_threads=2, path=path)
+        np.testing.assert_array_equal(out_f, ref_f, err_msg=path)
+        np.testing.assert_array_equal(out_i, ref_i, err_msg=path)
 
 
-def test_kernel_path_is_reported():
-    assert kernel_path() in ("avx512-vpopcntdq", "neon", "portable")
+def test_kernel_paths():
+    paths = kernel_paths()
+    assert paths[0] == kernel_path() and paths[-1] == "portable"
+    assert set(paths) <= {"avx512-vpopcntdq", "neon", "avx2", "portable"}
+    bank = BinaryFilterBank(pos=[1], support=[3], alpha=[1.0], bias=[0.0], window=2)
+    with pytest.raises(ValueError, match="not available here"):
+        bank.apply_words(np.zeros((2, 2), np.uint64), path="sse9")
 
 
 @pytest.mark.parametrize("view", ["frames_strided", "rows_flipped", "frames_reversed", "cols"])

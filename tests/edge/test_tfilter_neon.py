@@ -25,7 +25,7 @@ HARNESS = r"""
 #include <stdlib.h>
 
 /* in: int64 H, W, C; uint64 words[H*W], pos[C], sup[C]; float alpha[C], bias[C]
- * out: for simd = 1, 0: float32 (C, H, W), then int8 (C, H, W) */
+ * out: for the NEON path, then the portable one: float32 (C, H, W), then int8 (C, H, W) */
 int main(int argc, char **argv)
 {
     int64_t hdr[3];
@@ -39,21 +39,17 @@ int main(int argc, char **argv)
     if (fread(w, 8, plane, in) != (size_t)plane || fread(pos, 8, C, in) != (size_t)C
         || fread(sup, 8, C, in) != (size_t)C || fread(a, 4, C, in) != (size_t)C
         || fread(b, 4, C, in) != (size_t)C) return 3;
-    for (int simd = 1; simd >= 0; --simd) {
+    const int paths[2] = {SCI_TF_NEON, SCI_TF_PORTABLE};
+    for (int k = 0; k < 2; ++k) {
         for (int64_t y = 0; y < H; ++y) {
-            if (simd) {
-                sci_tfilter_row_simd(W, w + y * W, C, pos, sup, a, b, of + y * W, plane);
-                sci_tfilter_row_int8_simd(W, w + y * W, C, pos, sup, oi + y * W, plane);
-            } else {
-                sci_tfilter_row(W, w + y * W, C, pos, sup, a, b, of + y * W, plane);
-                sci_tfilter_row_int8(W, w + y * W, C, pos, sup, oi + y * W, plane);
-            }
+            sci_tfilter_row_on(paths[k], W, w + y * W, C, pos, sup, a, b, of + y * W, 0, plane);
+            sci_tfilter_row_on(paths[k], W, w + y * W, C, pos, sup, 0, 0, 0, oi + y * W, plane);
         }
         fwrite(of, 4, C * plane, out);
         fwrite(oi, 1, C * plane, out);
     }
     fclose(out);
-    printf("%s\n", sci_tfilter_simd_name());
+    printf("%s\n", sci_tfilter_path_name(sci_tfilter_best_path()));
     return 0;
 }
 """
