@@ -6,6 +6,7 @@ Each kernel is listed explicitly. Flags:
   fuses by default, which would break bit-exactness with the numpy references;
 - SCI_EDGE_NATIVE=1 adds -march=native for a build that only runs where it is built.
 """
+import glob
 import os
 import sys
 import tempfile
@@ -68,6 +69,7 @@ def _extensions():
             f"sci_edge._kernels.{name}",
             sources=sources,
             include_dirs=[np.get_include(), "kernels"],
+            depends=sorted(glob.glob("kernels/*.h")),  # rebuild on header edits; ship in sdists
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         )
         exts.append(ext)
