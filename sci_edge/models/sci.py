@@ -124,8 +124,11 @@ class SCIModel(nn.Module):
         out = self.head(y, padded[:, K:K + 1])
         return out[..., :H, :W] if self.config.task == "recon" else out
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        return self.analyse(self.extract(windows))
+    def forward(self, windows: torch.Tensor, return_features: bool = False):
+        """Spike windows -> output; with ``return_features`` also the features F."""
+        features = self.extract(windows)
+        out = self.analyse(features)
+        return (out, features) if return_features else out
 
     def windows_at(self, spikes: torch.Tensor, t: int) -> torch.Tensor:
         a = self.config.analysis

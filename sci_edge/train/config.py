@@ -51,7 +51,10 @@ class TrainConfig:
                                             # stage 1: optional, a FEM to start from
     init_cloud: str | None = None           # stage 2, optional: a stage-2 checkpoint whose
                                             # analysis and head start this run (fine-tuning)
-    laplacian_weight: float = 0.02          # stage 1 smoothness constraint on F_t
+    laplacian_weight: float = 0.02          # smoothness constraint on F_t (stage 1, and
+                                            # stage 2 when the FEM trains too)
+    fem_lr_scale: float = 0.0               # stage 2: 0 keeps the FEM frozen (the paper's
+                                            # stage II); > 0 fine-tunes it jointly at lr * this
     model: dict = field(default_factory=dict)  # SCIConfig fields: fem, analysis, num_classes
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -72,8 +75,13 @@ class TrainConfig:
             raise DataError("classification trains on data.dataset = 'smnist'")
         if self.optim.steps < 1 or self.optim.batch < 1 or not self.optim.lr > 0:
             raise DataError("optim.steps and optim.batch must be >= 1 and optim.lr > 0")
-        if self.optim.time_budget_s < 0 or self.laplacian_weight < 0:
-            raise DataError("optim.time_budget_s and laplacian_weight must be >= 0")
+        for key, value in (("optim.time_budget_s", self.optim.time_budget_s),
+                           ("laplacian_weight", self.laplacian_weight),
+                           ("fem_lr_scale", self.fem_lr_scale)):
+            if value < 0:
+                raise DataError(f"{key} must be >= 0, got {value}")
+        if self.fem_lr_scale > 0 and self.stage != 2:
+            raise DataError("fem_lr_scale is for stage 2 (stage 1 trains the FEM anyway)")
         if min(self.data.size) < 1 or self.workers < 0 or self.threads < 0:
             raise DataError("data.size must be positive, workers and threads >= 0")
         if not isinstance(self.model, dict):

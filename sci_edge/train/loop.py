@@ -3,7 +3,8 @@
 Stage I: FEM + light reconstruction head, MSE on intensity plus the Laplacian
 smoothness constraint on F_t. Stage II: the FEM from stage I frozen; the
 long-term analysis and a task head trained with MSE (recon) or cross-entropy
-(cls). Runs on one process, or several under ``torchrun`` (DistributedDataParallel;
+(cls). With ``fem_lr_scale`` > 0 stage II fine-tunes the FEM jointly (at a
+scaled learning rate, the Laplacian constraint kept on its features). Runs on one process, or several under ``torchrun`` (DistributedDataParallel;
 gloo on CPU, nccl on GPU). Resumable from ``<out_dir>/last.pt``.
 """
 from __future__ import annotations
@@ -142,8 +143,7 @@ class Trainer:
                 raise DataError("stage 2 needs init = the stage-1 checkpoint holding the FEM")
             self._init_doc = load_checkpoint(cfg.init)
         self.model, self.trainable = self._build()
-        params = [p for p in self.trainable.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr,
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr,
                                            weight_decay=cfg.optim.weight_decay)
         self.step = 0
         last = self.out_dir / "last.pt"
@@ -159,6 +159,20 @@ class Trainer:
                 else None)
 
     # --- model -----------------------------------------------------------------------
+    @property
+    def fem_trains(self) -> bool:
+        return self.cfg.stage == 2 and self.cfg.fem_lr_scale > 0
+
+    def _param_groups(self) -> list[dict]:
+        """One group, or two when stage II fine-tunes the FEM (its LR scaled)."""
+        if not self.fem_trains:
+            return [{"params": [p for p in self.trainable.parameters() if p.requires_grad],
+                     "lr_scale": 1.0}]
+        fem = [p for n, p in self.model.named_parameters() if n.startswith("fem.")]
+        rest = [p for n, p in self.model.named_parameters() if not n.startswith("fem.")]
+        return [{"params": rest, "lr_scale": 1.0},
+                {"params": fem, "lr_scale": self.cfg.fem_lr_scale}]
+
     @property
     def span(self) -> int:
         return WINDOW if self.cfg.stage == 1 else self.model_config().span
@@ -197,8 +211,8 @@ class Trainer:
             raise DataError(f"{cfg.init}: holds no FEM weights")
         model.fem.load_state_dict(fem_state)
         for p in model.fem.parameters():
-            p.requires_grad_(False)
-        model.fem.eval()
+            p.requires_grad_(self.fem_trains)
+        model.fem.eval()          # the FEM has no train-time behaviour; eval() says frozen
         return model, model
 
     def _state(self) -> dict:
@@ -244,10 +258,11 @@ class Trainer:
         net = self.ddp if train else self.trainable
         if cfg.task == "cls":
             spikes, labels = (b.to(self.device) for b in batch)
-            logits = net(self.model.windows_at(spikes, spikes.shape[1] // 2).float())
-            loss = F.cross_entropy(logits, labels)
-            return loss, {"loss": loss.item(), "acc": (logits.argmax(1) == labels)
-                          .float().mean().item()}
+            logits, features = net(self.model.windows_at(spikes, spikes.shape[1] // 2).float(),
+                                   return_features=True)
+            loss, m = self._with_smoothness(F.cross_entropy(logits, labels), features,
+                                            task_key="ce")
+            return loss, {**m, "acc": (logits.argmax(1) == labels).float().mean().item()}
         spikes, rate, alpha = (b.to(self.device) for b in batch)
         scale = alpha.view(-1, 1, 1, 1)
         if cfg.stage == 1:
@@ -257,10 +272,20 @@ class Trainer:
             loss = mse + cfg.laplacian_weight * lap
             return loss, {"loss": loss.item(), "mse": mse.item(), "lap_l1": lap.item(),
                           "psnr": _psnr(pred.detach() / scale, rate / scale).mean().item()}
-        pred = net(self.model.windows_at(spikes, spikes.shape[1] // 2).float())
-        mse = ((pred - rate) / scale).pow(2).mean()
-        return mse, {"loss": mse.item(),
-                     "psnr": _psnr(pred.detach() / scale, rate / scale).mean().item()}
+        pred, features = net(self.model.windows_at(spikes, spikes.shape[1] // 2).float(),
+                             return_features=True)
+        loss, m = self._with_smoothness(((pred - rate) / scale).pow(2).mean(), features,
+                                        task_key="mse")
+        return loss, {**m, "psnr": _psnr(pred.detach() / scale, rate / scale).mean().item()}
+
+    def _with_smoothness(self, task_loss, features, task_key: str):
+        """Stage II's loss: the task's, plus the Laplacian constraint on every
+        feature map when the FEM trains too."""
+        if not self.fem_trains:
+            return task_loss, {"loss": task_loss.item()}
+        lap = laplacian(features.flatten(0, 1)[:, None]).abs().mean()
+        loss = task_loss + self.cfg.laplacian_weight * lap
+        return loss, {"loss": loss.item(), task_key: task_loss.item(), "lap_l1": lap.item()}
 
     @torch.no_grad()
     def evaluate(self) -> dict:
@@ -324,7 +349,7 @@ class Trainer:
             elapsed = time.perf_counter() - t0
             lr = _lr_at(self.step, cfg, elapsed)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             loss, m = self._forward(batch, train=True)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -365,7 +390,7 @@ class Trainer:
         return {"step": self.step, "seconds": time.perf_counter() - t0, **metrics}
 
 
-LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "psnr", "acc", "lap_l1", "val_loss",
+LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "ce", "psnr", "acc", "lap_l1", "val_loss",
                "val_mse", "val_psnr", "val_tfp_psnr", "val_acc", "val_lap_l1", "val_lap_l2"]
 
 

@@ -186,6 +186,58 @@ eval_every = 100
               quiet=True)
 
 
+def test_stage2_joint_fem_fine_tuning(tmp_path):
+    from sci_edge.train.loop import Trainer
+
+    train(load_config(_stage1(tmp_path, steps=4), {"workers": 0}), quiet=True)
+    first = tmp_path / "s1" / "final.pt"
+    body = f"""
+stage = 2
+task = "recon"
+out_dir = "{tmp_path / 'j'}"
+init = "{first}"
+workers = 0
+laplacian_weight = 0.01
+fem_lr_scale = 0.5
+{TINY_MODEL}
+[data]
+size = [16, 16]
+val_items = 2
+[optim]
+steps = 3
+batch = 2
+lr = 1e-3
+warmup = 1
+[log]
+every = 1
+eval_every = 100
+"""
+    cfg = load_config(_write(tmp_path, "j", body))
+    trainer = Trainer(cfg, quiet=True)
+    scales = sorted(g["lr_scale"] for g in trainer.optimizer.param_groups)
+    assert scales == [0.5, 1.0]
+    fem_ids = {id(p) for p in trainer.model.fem.parameters()}
+    assert {id(p) for p in trainer.optimizer.param_groups[1]["params"]} == fem_ids
+    trainer.run()
+    rows = _rows(tmp_path / "j")
+    assert all("lap_l1" in r and "mse" in r for r in rows)
+    # the LR of the FEM's group is the scaled one
+    assert trainer.optimizer.param_groups[1]["lr"] == pytest.approx(
+        0.5 * trainer.optimizer.param_groups[0]["lr"])
+    # the FEM moved (it is frozen without fem_lr_scale), and the export carries it
+    before = load_checkpoint(first)["state"]["fem.out.weight"]
+    after = load_checkpoint(tmp_path / "j" / "final.pt")["state"]["fem.out.weight"]
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(load_model(tmp_path / "j" / "final.pt").fem.out.weight, after)
+    # a later stage-2 run may take this FEM as its init (e.g. the classifier)
+    frozen = load_config(_write(tmp_path, "k", body.replace("fem_lr_scale = 0.5", "")),
+                         {"init": str(tmp_path / "j" / "final.pt"),
+                          "out_dir": str(tmp_path / "k")})
+    train(frozen, quiet=True)
+    k = load_checkpoint(tmp_path / "k" / "final.pt")["state"]["fem.out.weight"]
+    torch.testing.assert_close(k, after)
+
+
 def test_cli_set_overrides():
     from sci_edge.cli.commands import _parse_sets
 
@@ -224,8 +276,10 @@ def test_config_errors(tmp_path):
                               ("data.size", [64.5, 64], "size must be a list of 2 int"),
                               ("data.motions", ["pan", 3], "motions must be a list"),
                               ("init", 3, "init must be a string"),
-                              ("optim.time_budget_s", -5, "time_budget_s .* >= 0"),
+                              ("optim.time_budget_s", -5, "time_budget_s must be >= 0"),
                               ("laplacian_weight", -0.1, "laplacian_weight must be >= 0"),
+                              ("fem_lr_scale", -1.0, "fem_lr_scale must be >= 0"),
+                              ("fem_lr_scale", 0.5, "fem_lr_scale is for stage 2"),
                               ("data.size", [0, 64], "size must be positive"),
                               ("model", 3, "model must be a table")):
         with pytest.raises(DataError, match=match):
