@@ -106,7 +106,8 @@ SCI_TF_MULTIVERSION static void sci_tfilter_row_int8(int64_t n, const uint64_t *
  * popcount-of-and / dot / two stores, then tfilter_simd.h builds the tile
  * loop on them. The float store multiplies, then adds (never fused), like the
  * portable loop. Paths: */
-enum { SCI_TF_PORTABLE = 0, SCI_TF_AVX2 = 1, SCI_TF_AVX512 = 2, SCI_TF_NEON = 3 };
+enum { SCI_TF_PORTABLE = 0, SCI_TF_AVX2 = 1, SCI_TF_AVX512BW = 2, SCI_TF_AVX512 = 3,
+       SCI_TF_NEON = 4 };
 
 #if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 8)
 #include <immintrin.h>
@@ -165,46 +166,79 @@ SCI_TF_AVX2_TARGET static inline void sci_tf_avx2_store_i8(int8_t *o, __m256i do
 #undef SCI_TF_LANES
 #undef SCI_TF_TARGET
 
-/* AVX-512 with VPOPCNTD (Ice Lake, Zen 4 and later). */
-#define SCI_TF_AVX512_TARGET __attribute__((target("popcnt,avx512f,avx512dq,avx512vpopcntdq")))
-SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_load(const uint64_t *w)
+/* AVX-512: load, dot and stores need only AVX-512F, so both AVX-512 sets share
+ * them; they differ in the popcount. */
+#define SCI_TF_AVX512F_TARGET __attribute__((target("avx512f")))
+SCI_TF_AVX512F_TARGET static inline __m512i sci_tf_avx512f_load(const uint64_t *w)
 {
     __m256i lo = _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)w));
     __m256i hi = _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)(w + 8)));
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_popcnt_and(__m512i s, uint64_t mask)
-{
-    return _mm512_popcnt_epi32(_mm512_and_si512(s, _mm512_set1_epi32((int)(uint32_t)mask)));
-}
-
-SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_dot(__m512i cpos, __m512i csup)
+SCI_TF_AVX512F_TARGET static inline __m512i sci_tf_avx512f_dot(__m512i cpos, __m512i csup)
 {
     return _mm512_sub_epi32(_mm512_add_epi32(cpos, cpos), csup);
 }
 
-SCI_TF_AVX512_TARGET static inline void sci_tf_avx512_store_f32(float *o, __m512i dot, float a,
-                                                                float b)
+SCI_TF_AVX512F_TARGET static inline void sci_tf_avx512f_store_f32(float *o, __m512i dot,
+                                                                  float a, float b)
 {
     __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a));
     _mm512_storeu_ps(o, _mm512_add_ps(y, _mm512_set1_ps(b)));
 }
 
-SCI_TF_AVX512_TARGET static inline void sci_tf_avx512_store_i8(int8_t *o, __m512i dot)
+SCI_TF_AVX512F_TARGET static inline void sci_tf_avx512f_store_i8(int8_t *o, __m512i dot)
 {
     _mm_storeu_si128((__m128i *)o, _mm512_cvtepi32_epi8(dot));
 }
 
-#define SCI_TF_P(name) sci_tf_avx512_##name
+/* Without VPOPCNTD (Skylake-SP, Cascade Lake): AVX2's nibble counts, 16 lanes. */
+#define SCI_TF_AVX512BW_TARGET __attribute__((target("popcnt,avx512f,avx512bw")))
+SCI_TF_AVX512BW_TARGET static inline __m512i sci_tf_avx512bw_popcnt_and(__m512i s,
+                                                                        uint64_t mask)
+{
+    const __m512i nibble_counts = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4));
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512i x = _mm512_and_si512(s, _mm512_set1_epi32((int)(uint32_t)mask));
+    __m512i bytes = _mm512_add_epi8(
+        _mm512_shuffle_epi8(nibble_counts, _mm512_and_si512(x, low4)),
+        _mm512_shuffle_epi8(nibble_counts, _mm512_and_si512(_mm512_srli_epi16(x, 4), low4)));
+    __m512i pairs = _mm512_maddubs_epi16(bytes, _mm512_set1_epi8(1));
+    return _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+}
+
+/* With VPOPCNTD (Ice Lake, Zen 4 and later). */
+#define SCI_TF_AVX512_TARGET __attribute__((target("popcnt,avx512f,avx512dq,avx512vpopcntdq")))
+SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_popcnt_and(__m512i s, uint64_t mask)
+{
+    return _mm512_popcnt_epi32(_mm512_and_si512(s, _mm512_set1_epi32((int)(uint32_t)mask)));
+}
+
+#define sci_tf_avx512bw_load sci_tf_avx512f_load
+#define sci_tf_avx512bw_dot sci_tf_avx512f_dot
+#define sci_tf_avx512bw_store_f32 sci_tf_avx512f_store_f32
+#define sci_tf_avx512bw_store_i8 sci_tf_avx512f_store_i8
+#define sci_tf_avx512_load sci_tf_avx512f_load
+#define sci_tf_avx512_dot sci_tf_avx512f_dot
+#define sci_tf_avx512_store_f32 sci_tf_avx512f_store_f32
+#define sci_tf_avx512_store_i8 sci_tf_avx512f_store_i8
+
 #define SCI_TF_VEC __m512i
 #define SCI_TF_LANES 16
+#define SCI_TF_P(name) sci_tf_avx512bw_##name
+#define SCI_TF_TARGET SCI_TF_AVX512BW_TARGET
+#include "tfilter_simd.h"
+#undef SCI_TF_P
+#undef SCI_TF_TARGET
+#define SCI_TF_P(name) sci_tf_avx512_##name
 #define SCI_TF_TARGET SCI_TF_AVX512_TARGET
 #include "tfilter_simd.h"
 #undef SCI_TF_P
+#undef SCI_TF_TARGET
 #undef SCI_TF_VEC
 #undef SCI_TF_LANES
-#undef SCI_TF_TARGET
 
 #elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #include <arm_neon.h>
@@ -261,6 +295,8 @@ static inline int sci_tfilter_path_available(int path)
 #ifdef SCI_TF_X86
     case SCI_TF_AVX2:
         return __builtin_cpu_supports("avx2");
+    case SCI_TF_AVX512BW:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
     case SCI_TF_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
             && __builtin_cpu_supports("avx512vpopcntdq");
@@ -276,8 +312,8 @@ static inline int sci_tfilter_path_available(int path)
 
 static inline int sci_tfilter_best_path(void)
 {
-    const int order[] = {SCI_TF_AVX512, SCI_TF_NEON, SCI_TF_AVX2};
-    for (int k = 0; k < 3; ++k)
+    const int order[] = {SCI_TF_AVX512, SCI_TF_AVX512BW, SCI_TF_NEON, SCI_TF_AVX2};
+    for (int k = 0; k < 4; ++k)
         if (sci_tfilter_path_available(order[k]))
             return order[k];
     return SCI_TF_PORTABLE;
@@ -285,7 +321,8 @@ static inline int sci_tfilter_best_path(void)
 
 static inline const char *sci_tfilter_path_name(int path)
 {
-    static const char *const names[] = {"portable", "avx2", "avx512-vpopcntdq", "neon"};
+    static const char *const names[] = {"portable", "avx2", "avx512bw", "avx512-vpopcntdq",
+                                        "neon"};
     return path >= 0 && path <= SCI_TF_NEON ? names[path] : "unknown";
 }
 
@@ -299,6 +336,8 @@ static void sci_tfilter_row_on(int path, int64_t n, const uint64_t *words, int C
 #ifdef SCI_TF_X86
     if (path == SCI_TF_AVX512)
         done = sci_tf_avx512_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+    else if (path == SCI_TF_AVX512BW)
+        done = sci_tf_avx512bw_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
     else if (path == SCI_TF_AVX2)
         done = sci_tf_avx2_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
 #endif

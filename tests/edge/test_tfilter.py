@@ -103,7 +103,7 @@ def test_every_loop_matches_reference(rng, width, window, grouped):
 def test_kernel_paths():
     paths = kernel_paths()
     assert paths[0] == kernel_path() and paths[-1] == "portable"
-    assert set(paths) <= {"avx512-vpopcntdq", "neon", "avx2", "portable"}
+    assert set(paths) <= {"avx512-vpopcntdq", "avx512bw", "neon", "avx2", "portable"}
     bank = BinaryFilterBank(pos=[1], support=[3], alpha=[1.0], bias=[0.0], window=2)
     with pytest.raises(ValueError, match="not available here"):
         bank.apply_words(np.zeros((2, 2), np.uint64), path="sse9")
