@@ -159,11 +159,62 @@ SCI_TF_AVX2_TARGET static inline void sci_tf_avx2_store_i8(int8_t *o, __m256i do
 #define SCI_TF_P(name) sci_tf_avx2_##name
 #define SCI_TF_VEC __m256i
 #define SCI_TF_LANES 8
+#define SCI_TF_LANE_BITS 32
 #define SCI_TF_TARGET SCI_TF_AVX2_TARGET
+#include "tfilter_simd.h"
+#undef SCI_TF_P
+#undef SCI_TF_LANES
+#undef SCI_TF_LANE_BITS
+
+/* Windows of <= 16 frames (the FEM's 13) fit 16-bit lanes: 16 pixels a
+ * vector, and one multiply-add sums a lane's two byte counts. */
+SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2w16_load(const uint64_t *w)
+{
+    const __m256i low16 = _mm256_set1_epi32(0xffff);   /* packus saturates: mask first */
+    __m256i a = _mm256_and_si256(sci_tf_avx2_load(w), low16);
+    __m256i b = _mm256_and_si256(sci_tf_avx2_load(w + 8), low16);
+    /* packus works per 128-bit half: [a0-3 b0-3 | a4-7 b4-7] -> reorder the quarters */
+    return _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
+}
+
+SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2w16_popcnt_and(__m256i s, uint64_t mask)
+{
+    const __m256i nibble_counts = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                                   0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256i x = _mm256_and_si256(s, _mm256_set1_epi16((short)(uint16_t)mask));
+    __m256i bytes = _mm256_add_epi8(
+        _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(x, low4)),
+        _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(_mm256_srli_epi16(x, 4), low4)));
+    return _mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1));
+}
+
+SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2w16_dot(__m256i cpos, __m256i csup)
+{
+    return _mm256_sub_epi16(_mm256_add_epi16(cpos, cpos), csup);
+}
+
+SCI_TF_AVX2_TARGET static inline void sci_tf_avx2w16_store_f32(float *o, __m256i dot, float a,
+                                                               float b)
+{
+    sci_tf_avx2_store_f32(o, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(dot)), a, b);
+    sci_tf_avx2_store_f32(o + 8, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(dot, 1)), a, b);
+}
+
+SCI_TF_AVX2_TARGET static inline void sci_tf_avx2w16_store_i8(int8_t *o, __m256i dot)
+{
+    __m128i d8 = _mm_packs_epi16(_mm256_castsi256_si128(dot), _mm256_extracti128_si256(dot, 1));
+    _mm_storeu_si128((__m128i *)o, d8);
+}
+
+#define SCI_TF_P(name) sci_tf_avx2w16_##name
+#define SCI_TF_LANES 16
+#define SCI_TF_LANE_BITS 16
 #include "tfilter_simd.h"
 #undef SCI_TF_P
 #undef SCI_TF_VEC
 #undef SCI_TF_LANES
+#undef SCI_TF_LANE_BITS
 #undef SCI_TF_TARGET
 
 /* AVX-512: load, dot and stores need only AVX-512F, so both AVX-512 sets share
@@ -216,6 +267,57 @@ SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_popcnt_and(__m512i s, u
     return _mm512_popcnt_epi32(_mm512_and_si512(s, _mm512_set1_epi32((int)(uint32_t)mask)));
 }
 
+/* Windows of <= 16 frames in 16-bit lanes, 32 pixels a vector; the popcount
+ * by nibble counts (AVX-512BW) or VPOPCNTW (BITALG: Ice Lake, Zen 4). */
+#define SCI_TF_AVX512W16_TARGET __attribute__((target("popcnt,avx512f,avx512bw")))
+SCI_TF_AVX512W16_TARGET static inline __m512i sci_tf_avx512w16_load(const uint64_t *w)
+{
+    __m256i lo = _mm512_cvtepi32_epi16(sci_tf_avx512f_load(w));        /* truncates */
+    __m256i hi = _mm512_cvtepi32_epi16(sci_tf_avx512f_load(w + 16));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+SCI_TF_AVX512W16_TARGET static inline __m512i sci_tf_avx512w16_popcnt_and(__m512i s,
+                                                                          uint64_t mask)
+{
+    const __m512i nibble_counts = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4));
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512i x = _mm512_and_si512(s, _mm512_set1_epi16((short)(uint16_t)mask));
+    __m512i bytes = _mm512_add_epi8(
+        _mm512_shuffle_epi8(nibble_counts, _mm512_and_si512(x, low4)),
+        _mm512_shuffle_epi8(nibble_counts, _mm512_and_si512(_mm512_srli_epi16(x, 4), low4)));
+    return _mm512_maddubs_epi16(bytes, _mm512_set1_epi8(1));
+}
+
+#define SCI_TF_BITALG_TARGET __attribute__((target("popcnt,avx512f,avx512bw,avx512bitalg")))
+SCI_TF_BITALG_TARGET static inline __m512i sci_tf_bitalg_popcnt_and(__m512i s, uint64_t mask)
+{
+    return _mm512_popcnt_epi16(_mm512_and_si512(s, _mm512_set1_epi16((short)(uint16_t)mask)));
+}
+
+SCI_TF_AVX512W16_TARGET static inline __m512i sci_tf_avx512w16_dot(__m512i cpos, __m512i csup)
+{
+    return _mm512_sub_epi16(_mm512_add_epi16(cpos, cpos), csup);
+}
+
+SCI_TF_AVX512W16_TARGET static inline void sci_tf_avx512w16_store_f32(float *o, __m512i dot,
+                                                                     float a, float b)
+{
+    sci_tf_avx512f_store_f32(o, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(dot)), a, b);
+    sci_tf_avx512f_store_f32(o + 16, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(dot, 1)),
+                             a, b);
+}
+
+SCI_TF_AVX512W16_TARGET static inline void sci_tf_avx512w16_store_i8(int8_t *o, __m512i dot)
+{
+    _mm256_storeu_si256((__m256i *)o, _mm512_cvtepi16_epi8(dot));
+}
+
+#define sci_tf_bitalg_load sci_tf_avx512w16_load
+#define sci_tf_bitalg_dot sci_tf_avx512w16_dot
+#define sci_tf_bitalg_store_f32 sci_tf_avx512w16_store_f32
+#define sci_tf_bitalg_store_i8 sci_tf_avx512w16_store_i8
 #define sci_tf_avx512bw_load sci_tf_avx512f_load
 #define sci_tf_avx512bw_dot sci_tf_avx512f_dot
 #define sci_tf_avx512bw_store_f32 sci_tf_avx512f_store_f32
@@ -227,6 +329,7 @@ SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_popcnt_and(__m512i s, u
 
 #define SCI_TF_VEC __m512i
 #define SCI_TF_LANES 16
+#define SCI_TF_LANE_BITS 32
 #define SCI_TF_P(name) sci_tf_avx512bw_##name
 #define SCI_TF_TARGET SCI_TF_AVX512BW_TARGET
 #include "tfilter_simd.h"
@@ -237,8 +340,23 @@ SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_popcnt_and(__m512i s, u
 #include "tfilter_simd.h"
 #undef SCI_TF_P
 #undef SCI_TF_TARGET
+#undef SCI_TF_LANES
+#undef SCI_TF_LANE_BITS
+#define SCI_TF_LANES 32
+#define SCI_TF_LANE_BITS 16
+#define SCI_TF_P(name) sci_tf_avx512w16_##name
+#define SCI_TF_TARGET SCI_TF_AVX512W16_TARGET
+#include "tfilter_simd.h"
+#undef SCI_TF_P
+#undef SCI_TF_TARGET
+#define SCI_TF_P(name) sci_tf_bitalg_##name
+#define SCI_TF_TARGET SCI_TF_BITALG_TARGET
+#include "tfilter_simd.h"
+#undef SCI_TF_P
+#undef SCI_TF_TARGET
 #undef SCI_TF_VEC
 #undef SCI_TF_LANES
+#undef SCI_TF_LANE_BITS
 
 #elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #include <arm_neon.h>
@@ -278,11 +396,13 @@ static inline void sci_tf_neon_store_i8(int8_t *o, uint32x4_t dot)
 #define SCI_TF_P(name) sci_tf_neon_##name
 #define SCI_TF_VEC uint32x4_t
 #define SCI_TF_LANES 4
+#define SCI_TF_LANE_BITS 32
 #define SCI_TF_TARGET
 #include "tfilter_simd.h"
 #undef SCI_TF_P
 #undef SCI_TF_VEC
 #undef SCI_TF_LANES
+#undef SCI_TF_LANE_BITS
 #undef SCI_TF_TARGET
 #endif
 
@@ -334,12 +454,23 @@ static void sci_tfilter_row_on(int path, int64_t n, const uint64_t *words, int C
 {
     int64_t done = 0;
 #ifdef SCI_TF_X86
-    if (path == SCI_TF_AVX512)
-        done = sci_tf_avx512_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
-    else if (path == SCI_TF_AVX512BW)
-        done = sci_tf_avx512bw_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
-    else if (path == SCI_TF_AVX2)
-        done = sci_tf_avx2_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+    /* windows of <= 16 frames take the 16-bit-lane loops first; a support beyond
+     * 16 frames (or a row under one vector) makes them return 0 */
+    if (path == SCI_TF_AVX512) {
+        if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bitalg"))
+            done = sci_tf_bitalg_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+        if (done == 0)
+            done = sci_tf_avx512_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+    } else if (path == SCI_TF_AVX512BW) {
+        done = sci_tf_avx512w16_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+        if (done == 0)
+            done = sci_tf_avx512bw_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+    }
+    else if (path == SCI_TF_AVX2) {
+        done = sci_tf_avx2w16_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+        if (done == 0)
+            done = sci_tf_avx2_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+    }
 #endif
 #ifdef SCI_TF_ARM
     if (path == SCI_TF_NEON)

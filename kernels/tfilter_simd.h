@@ -1,13 +1,14 @@
 /* The SIMD tile loop of tfilter_core.h, written once and included once per
  * instruction set. Before including, define:
  *   SCI_TF_P(name)  the prefix of this set's functions, e.g. sci_tf_avx2_##name
- *   SCI_TF_VEC      a vector of SCI_TF_LANES pixels in 32-bit lanes
+ *   SCI_TF_VEC      a vector of SCI_TF_LANES pixels
  *   SCI_TF_LANES    pixels per vector
+ *   SCI_TF_LANE_BITS  bits per lane (32, or 16 where windows fit 16 frames)
  *   SCI_TF_TARGET   the function attribute enabling the set (may be empty)
  * and the set's SCI_TF_P(load), SCI_TF_P(popcnt_and), SCI_TF_P(dot),
  * SCI_TF_P(store_f32), SCI_TF_P(store_i8). This file defines SCI_TF_P(row):
  * the whole vectors of a row; it returns how many pixels it did (0 when a
- * support reaches beyond 32 frames, leaving the row to the portable loop).
+ * support reaches beyond SCI_TF_LANE_BITS frames, leaving the row to another loop).
  */
 #define SCI_TF_MAX_TILE 8
 
@@ -41,7 +42,7 @@ SCI_TF_TARGET static int64_t SCI_TF_P(row)(int64_t n, const uint64_t *words, int
                                            float *out_f, int8_t *out_i, int64_t plane)
 {
     for (int c = 0; c < C; ++c)
-        if (sup[c] >> 32)
+        if (sup[c] >> SCI_TF_LANE_BITS)
             return 0;
     int64_t i = 0;
 #define SCI_TF_TILE_AT(T)                                                            \

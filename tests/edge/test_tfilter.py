@@ -84,9 +84,10 @@ def _grouped_bank(rng, window, groups=3, per_group=5):
                             window=window)
 
 
-# widths around the SIMD tiles (16 pixels a vector, tiles of 8/4/2/1 vectors)
-@pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 127, 128, 129, 250])
-@pytest.mark.parametrize("window", [13, 32, 33, 64])
+# widths around the SIMD tiles (8, 16 or 32 pixels a vector, tiles of 8/4/2/1 vectors),
+# windows around the 16- and 32-bit lanes
+@pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 127, 128, 129, 250, 300, 531])
+@pytest.mark.parametrize("window", [13, 16, 17, 32, 33, 64])
 @pytest.mark.parametrize("grouped", [True, False])
 def test_every_loop_matches_reference(rng, width, window, grouped):
     bank = _grouped_bank(rng, window) if grouped else _bank(rng, C=7, window=window)
