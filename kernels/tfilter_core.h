@@ -7,13 +7,13 @@
  * and the float output is (float)dot * alpha[c] + bias[c] (float32, multiply
  * then add, as the torch layer sci_edge.models.binary.BinaryTemporalBank does).
  *
- * Two loops compute it: a portable one, and a SIMD one (AVX-512 VPOPCNTQ on
- * x86-64, chosen at run time; NEON on aarch64) for banks whose supports fit
- * 32 frames, which the FEM's 13-frame bank does. Both visit a row in tiles,
- * filter by filter within a tile: the channel planes of the output are 4 KiB
- * apart, so writing one pixel's 64 channels in a row would thrash L1 sets.
- * Filters that share a support (consecutive in the bank, as the FEM lays it
- * out) share its popcount.
+ * A portable loop computes it for any bank, and SIMD loops (AVX2, AVX-512BW,
+ * AVX-512 VPOPCNTD/BITALG on x86-64, chosen at run time; NEON on aarch64) for
+ * banks whose supports fit 32 frames, in 16-bit lanes where they fit 16 (the
+ * FEM's 13-frame bank does). All visit a row in tiles, filter by filter
+ * within a tile: the channel planes of the output are 4 KiB apart, so writing
+ * one pixel's 64 channels in a row would thrash L1 sets. Filters that share a
+ * support (consecutive in the bank, as the FEM lays it out) share its popcount.
  */
 #ifndef SCI_TFILTER_CORE_H
 #define SCI_TFILTER_CORE_H
@@ -403,6 +403,44 @@ static inline void sci_tf_neon_store_i8(int8_t *o, uint32x4_t dot)
 #undef SCI_TF_VEC
 #undef SCI_TF_LANES
 #undef SCI_TF_LANE_BITS
+
+/* Windows of <= 16 frames: 16-bit lanes, 8 pixels a vector, one pairwise add. */
+static inline uint16x8_t sci_tf_neon16_load(const uint64_t *w)
+{
+    return vcombine_u16(vmovn_u32(sci_tf_neon_load(w)), vmovn_u32(sci_tf_neon_load(w + 4)));
+}
+
+static inline uint16x8_t sci_tf_neon16_popcnt_and(uint16x8_t s, uint64_t mask)
+{
+    return vpaddlq_u8(vcntq_u8(vreinterpretq_u8_u16(vandq_u16(s, vdupq_n_u16((uint16_t)mask)))));
+}
+
+static inline uint16x8_t sci_tf_neon16_dot(uint16x8_t cpos, uint16x8_t csup)
+{
+    return vsubq_u16(vshlq_n_u16(cpos, 1), csup);  /* wraps to the right int16 */
+}
+
+static inline void sci_tf_neon16_store_f32(float *o, uint16x8_t dot, float a, float b)
+{
+    int16x8_t d = vreinterpretq_s16_u16(dot);
+    sci_tf_neon_store_f32(o, vreinterpretq_u32_s32(vmovl_s16(vget_low_s16(d))), a, b);
+    sci_tf_neon_store_f32(o + 4, vreinterpretq_u32_s32(vmovl_s16(vget_high_s16(d))), a, b);
+}
+
+static inline void sci_tf_neon16_store_i8(int8_t *o, uint16x8_t dot)
+{
+    vst1_s8(o, vmovn_s16(vreinterpretq_s16_u16(dot)));
+}
+
+#define SCI_TF_P(name) sci_tf_neon16_##name
+#define SCI_TF_VEC uint16x8_t
+#define SCI_TF_LANES 8
+#define SCI_TF_LANE_BITS 16
+#include "tfilter_simd.h"
+#undef SCI_TF_P
+#undef SCI_TF_VEC
+#undef SCI_TF_LANES
+#undef SCI_TF_LANE_BITS
 #undef SCI_TF_TARGET
 #endif
 
@@ -473,8 +511,11 @@ static void sci_tfilter_row_on(int path, int64_t n, const uint64_t *words, int C
     }
 #endif
 #ifdef SCI_TF_ARM
-    if (path == SCI_TF_NEON)
-        done = sci_tf_neon_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+    if (path == SCI_TF_NEON) {
+        done = sci_tf_neon16_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+        if (done == 0)
+            done = sci_tf_neon_row(n, words, C, pos, sup, alpha, bias, out_f, out_i, plane);
+    }
 #endif
     if (done == n)
         return;

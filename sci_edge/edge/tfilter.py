@@ -24,7 +24,7 @@ MAX_WINDOW = 64
 
 def kernel_paths() -> list[str]:
     """The filter loops this build can run on this CPU, the default first:
-    'avx512-vpopcntdq', 'neon' or 'avx2' where available, and always
+    'avx512-vpopcntdq', 'avx512bw', 'neon' or 'avx2' where available, and always
     'portable'. All give the same bits; the SIMD ones take banks whose
     supports fit 32 frames (the FEM's do) and leave wider ones to 'portable'."""
     names = _kernel.path_names()

@@ -85,8 +85,8 @@ def _run(harness, tmp_path, bank: BinaryFilterBank, spikes):
     return res.stdout.strip(), outs
 
 
-@pytest.mark.parametrize("width", [1, 3, 4, 5, 31, 32, 33, 70])
-@pytest.mark.parametrize("window", [13, 32, 40])
+@pytest.mark.parametrize("width", [1, 3, 4, 5, 7, 8, 9, 31, 32, 33, 70, 130])
+@pytest.mark.parametrize("window", [13, 16, 17, 32, 40])
 def test_neon_loop_matches_reference(harness, tmp_path, rng, width, window):
     bank = _grouped_bank(rng, window) if width % 2 else _bank(rng, C=6, window=window)
     spikes = (rng.random((window, 3, width)) < 0.45).astype(np.uint8)
