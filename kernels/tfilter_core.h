@@ -102,10 +102,11 @@ SCI_TF_MULTIVERSION static void sci_tfilter_row_int8(int64_t n, const uint64_t *
 }
 
 /* ---------------------------------------------------------------- SIMD loops */
-/* Per instruction set: a vector of pixels in 32-bit lanes and load /
- * popcount-of-and / dot / two stores, then tfilter_simd.h builds the tile
- * loop on them. The float store multiplies, then adds (never fused), like the
- * portable loop. Paths: */
+/* Per instruction set and lane width (32 bits; 16 for windows of <= 16
+ * frames): a vector of pixels and load / popcount-of-and / dot / two stores,
+ * then tfilter_simd.h builds the tile loop on them. The float store
+ * multiplies, then adds (never fused), like the portable loop. A path names
+ * an instruction set; sci_tfilter_row_on picks its lane width per bank. */
 enum { SCI_TF_PORTABLE = 0, SCI_TF_AVX2 = 1, SCI_TF_AVX512BW = 2, SCI_TF_AVX512 = 3,
        SCI_TF_NEON = 4 };
 
