@@ -126,17 +126,23 @@ SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2_load(const uint64_t *w)
     return _mm256_permute2x128_si256(a, b, 0x20);
 }
 
-SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2_popcnt_and(__m256i s, uint64_t mask)
+/* popcounts of the 16-bit lanes of x: nibble counts by byte shuffle, then the
+ * two bytes of each lane summed by one multiply-add */
+SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2_popcnt16(__m256i x)
 {
     const __m256i nibble_counts = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                                    0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
-    __m256i x = _mm256_and_si256(s, _mm256_set1_epi32((int)(uint32_t)mask));
     __m256i bytes = _mm256_add_epi8(
         _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(x, low4)),
         _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(_mm256_srli_epi16(x, 4), low4)));
-    __m256i pairs = _mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1));
-    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    return _mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1));
+}
+
+SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2_popcnt_and(__m256i s, uint64_t mask)
+{
+    __m256i x = _mm256_and_si256(s, _mm256_set1_epi32((int)(uint32_t)mask));
+    return _mm256_madd_epi16(sci_tf_avx2_popcnt16(x), _mm256_set1_epi16(1));
 }
 
 SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2_dot(__m256i cpos, __m256i csup)
@@ -180,14 +186,7 @@ SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2w16_load(const uint64_t *w)
 
 SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2w16_popcnt_and(__m256i s, uint64_t mask)
 {
-    const __m256i nibble_counts = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                                   0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    __m256i x = _mm256_and_si256(s, _mm256_set1_epi16((short)(uint16_t)mask));
-    __m256i bytes = _mm256_add_epi8(
-        _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(x, low4)),
-        _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(_mm256_srli_epi16(x, 4), low4)));
-    return _mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1));
+    return sci_tf_avx2_popcnt16(_mm256_and_si256(s, _mm256_set1_epi16((short)(uint16_t)mask)));
 }
 
 SCI_TF_AVX2_TARGET static inline __m256i sci_tf_avx2w16_dot(__m256i cpos, __m256i csup)
@@ -247,18 +246,22 @@ SCI_TF_AVX512F_TARGET static inline void sci_tf_avx512f_store_i8(int8_t *o, __m5
 
 /* Without VPOPCNTD (Skylake-SP, Cascade Lake): AVX2's nibble counts, 16 lanes. */
 #define SCI_TF_AVX512BW_TARGET __attribute__((target("popcnt,avx512f,avx512bw")))
-SCI_TF_AVX512BW_TARGET static inline __m512i sci_tf_avx512bw_popcnt_and(__m512i s,
-                                                                        uint64_t mask)
+SCI_TF_AVX512BW_TARGET static inline __m512i sci_tf_avx512bw_popcnt16(__m512i x)
 {
     const __m512i nibble_counts = _mm512_broadcast_i32x4(
         _mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4));
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    __m512i x = _mm512_and_si512(s, _mm512_set1_epi32((int)(uint32_t)mask));
     __m512i bytes = _mm512_add_epi8(
         _mm512_shuffle_epi8(nibble_counts, _mm512_and_si512(x, low4)),
         _mm512_shuffle_epi8(nibble_counts, _mm512_and_si512(_mm512_srli_epi16(x, 4), low4)));
-    __m512i pairs = _mm512_maddubs_epi16(bytes, _mm512_set1_epi8(1));
-    return _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+    return _mm512_maddubs_epi16(bytes, _mm512_set1_epi8(1));
+}
+
+SCI_TF_AVX512BW_TARGET static inline __m512i sci_tf_avx512bw_popcnt_and(__m512i s,
+                                                                        uint64_t mask)
+{
+    __m512i x = _mm512_and_si512(s, _mm512_set1_epi32((int)(uint32_t)mask));
+    return _mm512_madd_epi16(sci_tf_avx512bw_popcnt16(x), _mm512_set1_epi16(1));
 }
 
 /* With VPOPCNTD (Ice Lake, Zen 4 and later). */
@@ -270,7 +273,7 @@ SCI_TF_AVX512_TARGET static inline __m512i sci_tf_avx512_popcnt_and(__m512i s, u
 
 /* Windows of <= 16 frames in 16-bit lanes, 32 pixels a vector; the popcount
  * by nibble counts (AVX-512BW) or VPOPCNTW (BITALG: Ice Lake, Zen 4). */
-#define SCI_TF_AVX512W16_TARGET __attribute__((target("popcnt,avx512f,avx512bw")))
+#define SCI_TF_AVX512W16_TARGET SCI_TF_AVX512BW_TARGET
 SCI_TF_AVX512W16_TARGET static inline __m512i sci_tf_avx512w16_load(const uint64_t *w)
 {
     __m256i lo = _mm512_cvtepi32_epi16(sci_tf_avx512f_load(w));        /* truncates */
@@ -281,14 +284,8 @@ SCI_TF_AVX512W16_TARGET static inline __m512i sci_tf_avx512w16_load(const uint64
 SCI_TF_AVX512W16_TARGET static inline __m512i sci_tf_avx512w16_popcnt_and(__m512i s,
                                                                           uint64_t mask)
 {
-    const __m512i nibble_counts = _mm512_broadcast_i32x4(
-        _mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4));
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
-    __m512i x = _mm512_and_si512(s, _mm512_set1_epi16((short)(uint16_t)mask));
-    __m512i bytes = _mm512_add_epi8(
-        _mm512_shuffle_epi8(nibble_counts, _mm512_and_si512(x, low4)),
-        _mm512_shuffle_epi8(nibble_counts, _mm512_and_si512(_mm512_srli_epi16(x, 4), low4)));
-    return _mm512_maddubs_epi16(bytes, _mm512_set1_epi8(1));
+    return sci_tf_avx512bw_popcnt16(
+        _mm512_and_si512(s, _mm512_set1_epi16((short)(uint16_t)mask)));
 }
 
 #define SCI_TF_BITALG_TARGET __attribute__((target("popcnt,avx512f,avx512bw,avx512bitalg")))

@@ -73,12 +73,13 @@ def bench_tfilter(height: int = 256, width: int = 256, repeats: int = 20,
     exact = bool(np.array_equal(out, ref)) and bool(np.array_equal(dots, ref_dots))
     for path in kernel_paths()[1:]:
         exact = exact and bool(np.array_equal(bank.apply_words(words, path=path), ref))
-    t_kernel = best_of(repeats, lambda: bank.apply_words(words, out=out, num_threads=threads))
     t_kernel_int8 = best_of(repeats, lambda: bank.dots_words(words, out=dots, num_threads=threads))
     t_pack = best_of(repeats, lambda: pack_time(spikes, num_threads=threads))
-    # every other loop this machine has, e.g. what a CPU without AVX-512 would run
+    # every loop this machine has (the first is the default), e.g. what a CPU
+    # without AVX-512 would run
     t_paths = {path: best_of(repeats, lambda p=path: bank.apply_words(
         words, out=out, num_threads=threads, path=p)) for path in kernel_paths()}
+    t_kernel = t_paths[kernel_path()]
     return {
         "benchmark": "tfilter", "height": height, "width": width, "window": WINDOW,
         "filters": bank.channels, "threads": threads, "machine": platform.machine(),

@@ -9,6 +9,7 @@ in a window of L <= 64 frames with +-1 weights. Packed into one word per pixel
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,28 +23,34 @@ from ..io.bitpack import as_spike_array
 MAX_WINDOW = 64
 
 
+@functools.cache
+def _loops() -> tuple[tuple[str, int], ...]:
+    """(name, kernel id) of the loops this build can run on this CPU, best first
+    (fixed for the life of the process, so looked up once)."""
+    names = _kernel.path_names()
+    return tuple((names[k], k) for k in _kernel.available_paths())
+
+
 def kernel_paths() -> list[str]:
     """The filter loops this build can run on this CPU, the default first:
     'avx512-vpopcntdq', 'avx512bw', 'neon' or 'avx2' where available, and always
     'portable'. All give the same bits; the SIMD ones take banks whose
     supports fit 32 frames (the FEM's do) and leave wider ones to 'portable'."""
-    names = _kernel.path_names()
-    return [names[k] for k in _kernel.available_paths()]
+    return [name for name, _ in _loops()]
 
 
 def kernel_path() -> str:
     """The loop :class:`BinaryFilterBank` runs by default here."""
-    return kernel_paths()[0]
+    return _loops()[0][0]
 
 
 def _path_id(path: str) -> int:
-    ids = {name: k for k, name in _kernel.path_names().items()}
-    available = kernel_paths()
     if path == "auto":
-        return ids[available[0]]
-    if path not in available:
+        return _loops()[0][1]
+    ids = dict(_loops())
+    if path not in ids:
         raise ValueError(f"filter loop {path!r} is not available here; choose from "
-                         f"'auto' or {available}")
+                         f"'auto' or {kernel_paths()}")
     return ids[path]
 
 

@@ -4,8 +4,9 @@ Stage I: FEM + light reconstruction head, MSE on intensity plus the Laplacian
 smoothness constraint on F_t. Stage II: the FEM from stage I frozen; the
 long-term analysis and a task head trained with MSE (recon) or cross-entropy
 (cls). With ``fem_lr_scale`` > 0 stage II fine-tunes the FEM jointly (at a
-scaled learning rate, the Laplacian constraint kept on its features). Runs on one process, or several under ``torchrun`` (DistributedDataParallel;
-gloo on CPU, nccl on GPU). Resumable from ``<out_dir>/last.pt``.
+scaled learning rate, the Laplacian constraint kept on its features). Runs on
+one process, or several under ``torchrun`` (DistributedDataParallel; gloo on
+CPU, nccl on GPU). Resumable from ``<out_dir>/last.pt``.
 """
 from __future__ import annotations
 
@@ -212,7 +213,7 @@ class Trainer:
         model.fem.load_state_dict(fem_state)
         for p in model.fem.parameters():
             p.requires_grad_(self.fem_trains)
-        model.fem.eval()          # the FEM has no train-time behaviour; eval() says frozen
+        model.fem.eval()   # no dropout or batch norm in the FEM: eval mode, trained or not
         return model, model
 
     def _state(self) -> dict:
