@@ -54,7 +54,14 @@ weights: $(STAMP)
 		--init-cloud runs/cls_sharp/final.pt --out-dir runs/cls_k3 --time-budget 3000 \
 		--set model.analysis.neighbors=3 --set model.analysis.stride=5 --set optim.batch=32 \
 		--set optim.lr=3e-4 --set optim.warmup=20 --set workers=1 --set threads=2 \
-		--set data.val_items=500 --export-weights sci_edge/weights/sci_cls.pt
+		--set data.val_items=500
+	$(SE) --stage 2 --task cls --config stage2_cls_gpu --init runs/stage1_sharp/final.pt \
+		--init-cloud runs/cls_k3/final.pt --out-dir runs/cls_robust --time-budget 2400 \
+		--set model.analysis.neighbors=3 --set model.analysis.stride=5 --set optim.batch=32 \
+		--set optim.lr=2e-4 --set optim.warmup=20 --set workers=1 --set threads=2 \
+		--set data.val_items=500 --set data.smnist_speeds=[0.0,0.4] \
+		--set data.smnist_alpha=[0.4,1.0] --set data.seed=7 \
+		--export-weights sci_edge/weights/sci_cls.pt
 
 # The CPU-only recipe (smaller analysis; README gives its figures).
 weights-cpu: $(STAMP)

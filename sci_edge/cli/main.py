@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("tfp", "tfi", "sci"), default="tfp",
                    help="tfp | tfi | sci (the learned model; needs torch)")
     p.add_argument("--weights", help="--method sci: a stage-II checkpoint (default: shipped)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="--method sci: average over the 8 flips/quarter turns (8x slower)")
+    p.add_argument("--tile", type=A.positive_int,
+                   help="--method sci: process tiles of this many pixels a side "
+                        "(bounds memory on large sensors; >= 32)")
     p.add_argument("--gain", type=A.positive_float, default=1.0,
                    help="spikes per step at full brightness (default 1.0)")
     p.add_argument("--at", type=A.times,
@@ -144,11 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--root", help="data folder (reds: the sim_reds_spk2imgnet folder)")
     e.add_argument("--weights", help="stage-II checkpoint (default: shipped)")
     e.add_argument("--limit", type=A.positive_int, help="at most this many frames")
+    e.add_argument("--ensemble", action="store_true",
+                   help="also score SCI averaged over the 8 flips/quarter turns (sci_ens_*)")
     e.add_argument("--json", action="store_true")
     e = esub.add_parser("cls", help="S-MNIST test accuracy and per-class report")
     e.add_argument("--root", help="MNIST folder (default ../shared/data/mnist)")
     e.add_argument("--weights", help="stage-II checkpoint (default: shipped)")
     e.add_argument("--limit", type=A.positive_int, help="at most this many test digits")
+    e.add_argument("--gain", type=A.positive_float, default=0.8,
+                   help="camera gain of the simulated digits (default 0.8)")
+    e.add_argument("--speed", type=A.non_negative_float,
+                   help="drift in px per step (default: 0.05-0.15, random per digit)")
+    e.add_argument("--size", type=A.positive_int, default=32,
+                   help="canvas side in pixels, >= 28 (default 32)")
+    e.add_argument("--noise", choices=("none", "realistic"), default="none",
+                   help="camera noise in the simulation (default none)")
     e.add_argument("--json", action="store_true")
 
     # demo ----------------------------------------------------------------------

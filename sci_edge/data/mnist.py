@@ -121,6 +121,17 @@ def stratified_split(labels, n_train: int = NUM_TRAIN, seed: int = 0
     return train_idx, np.flatnonzero(test_mask).astype(np.int64)
 
 
+def _range(value, name: str) -> tuple[float, float]:
+    """A number or a (low, high) pair -> (low, high) floats."""
+    try:
+        if np.isscalar(value):
+            return float(value), float(value)
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise DataError(f"{name} must be a number or a (low, high) pair, got {value!r}") from None
+    return lo, hi
+
+
 class SMNIST:
     """Spiking MNIST: each digit drifts at ``speed`` px per step in a random direction.
 
@@ -130,13 +141,14 @@ class SMNIST:
     canvas is black. Item i (spikes (num_steps, size, size) uint8, label) is a
     function of (seed, i) only.
 
-    ``augment`` (for training) also gives each item a random similarity
-    transform of the digit (rotation within +-12 degrees, scale 0.9-1.1, shift
-    within +-2 px) and a gain drawn from 0.75-1.25 times ``alpha``.
+    ``alpha`` is the camera gain: a number, or a (low, high) range from which
+    each item draws its own. ``augment`` (for training) also gives each item a
+    random similarity transform of the digit (rotation within +-12 degrees,
+    scale 0.9-1.1, shift within +-2 px) and multiplies its gain by 0.75-1.25.
     """
 
     def __init__(self, split: str = "train", *, root: str | Path | None = None,
-                 num_steps: int = 20, alpha: float = 0.8, size: int = 28,
+                 num_steps: int = 20, alpha=0.8, size: int = 28,
                  speed=(0.05, 0.15), seed: int = 0, noise: NoiseModel | None = None,
                  augment: bool = False):
         if split not in ("train", "test"):
@@ -145,15 +157,17 @@ class SMNIST:
             raise DataError(f"size must be an integer >= 28 (digits are padded), got {size!r}")
         if int(num_steps) != num_steps or num_steps < 1:
             raise DataError(f"num_steps must be an integer >= 1, got {num_steps!r}")
-        if not (math.isfinite(alpha) and alpha > 0):
-            raise DataError(f"alpha must be a positive number, got {alpha!r}")
-        lo, hi = (speed, speed) if np.isscalar(speed) else (float(v) for v in speed)
+        a_lo, a_hi = _range(alpha, "alpha")
+        if not (math.isfinite(a_hi) and 0 < a_lo <= a_hi):
+            raise DataError(f"alpha must be a positive number or (low, high) range, got {alpha!r}")
+        lo, hi = _range(speed, "speed")
         if not (0 <= lo <= hi and math.isfinite(hi)):
             raise DataError(f"speed must be a number or a (low, high) range >= 0, got {speed!r}")
         self.split = split
         self.size = int(size)
         self.num_steps = int(num_steps)
-        self.alpha = float(alpha)
+        self.alpha_range = (a_lo, a_hi)
+        self.alpha = a_lo if a_lo == a_hi else None    # None: each item draws its own
         self.speed = (float(lo), float(hi))
         self.seed = int(seed)
         self.noise = noise
@@ -184,6 +198,15 @@ class SMNIST:
         speed = rng.uniform(*self.speed)
         sim_seed = int(rng.integers(0, 2**31))
         return Motion(kind="pan", speed=speed, angle=angle), sim_seed
+
+    def item_alpha(self, index: int) -> float:
+        """Item ``index``'s gain before augmentation: ``alpha``, or its draw from the range
+        (a stream of its own, so a range leaves every other draw of the item unchanged)."""
+        i = self._index(index)
+        if self.alpha is not None:
+            return self.alpha
+        rng = np.random.default_rng([self.seed % 2**63, i, 0x616C70])
+        return float(rng.uniform(*self.alpha_range))
 
     def _augmentation(self, i: int) -> tuple[float, float, float, float, float]:
         """(rotation in degrees, scale, shift x, shift y, gain factor) of item i."""
@@ -225,7 +248,7 @@ class SMNIST:
         motion, sim_seed = self._draw(i)
         aug = self._augmentation(i) if self.augment else None
         frames = self._render(i, motion, aug)
-        alpha = self.alpha * (aug[4] if aug else 1.0)
+        alpha = self.item_alpha(i) * (aug[4] if aug else 1.0)
         spikes = simulate(frames, alpha=alpha, seed=sim_seed, noise=self.noise)
         return spikes, int(self.labels[i])
 

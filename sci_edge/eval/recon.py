@@ -48,14 +48,17 @@ def _frames(data: str, root, limit: int | None, size):
 
 
 def evaluate_recon(model=None, *, data: str = "scenes", root=None, limit: int | None = None,
-                   size=SCENES_SIZE) -> dict:
-    """PSNR/SSIM per frame and on average; ``model`` None evaluates the baselines only."""
+                   size=SCENES_SIZE, ensemble: bool = False) -> dict:
+    """PSNR/SSIM per frame and on average; ``model`` None evaluates the baselines only.
+    ``ensemble`` also scores the model's 8-transform self-ensemble (keys ``sci_ens_*``)."""
     rows = []
     for name, spikes, gt, t, gain in _frames(data, root, limit, size):
         row = {"name": name, "t": t, "gain": float(gain)}
         images = {"tfp": tfp(spikes, t, TFP_HALF_WINDOW, gain), "tfi": tfi(spikes, t, gain)}
         if model is not None:
             images["sci"] = model.reconstruct(spikes, [t], gain)[0]
+            if ensemble:
+                images["sci_ens"] = model.reconstruct(spikes, [t], gain, ensemble=True)[0]
         for key, img in images.items():
             row[f"{key}_psnr"] = psnr(img, gt)
             row[f"{key}_ssim"] = ssim(img, gt)
@@ -68,4 +71,7 @@ def evaluate_recon(model=None, *, data: str = "scenes", root=None, limit: int | 
     if model is not None and rows:
         out["sci_minus_tfp_db"] = mean["sci_psnr"] - mean["tfp_psnr"]
         out["sci_min_psnr"] = float(min(r["sci_psnr"] for r in rows))
+        if ensemble:
+            out["sci_ens_minus_tfp_db"] = mean["sci_ens_psnr"] - mean["tfp_psnr"]
+            out["sci_ens_min_psnr"] = float(min(r["sci_ens_psnr"] for r in rows))
     return out

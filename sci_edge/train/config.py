@@ -1,6 +1,7 @@
 """Training configuration: TOML files in sci_edge/train/configs, read into dataclasses."""
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,6 +22,8 @@ class DataConfig:
     seed: int = 0
     val_items: int = 32
     augment: bool = False                   # smnist: random similarity transform and gain
+    smnist_speeds: tuple[float, float] = (0.05, 0.15)  # smnist: drift, px per step (range)
+    smnist_alpha: tuple[float, float] = (0.8, 0.8)     # smnist: camera gain (range)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,12 @@ class TrainConfig:
                 raise DataError(f"{key} must be >= 0, got {value}")
         if self.fem_lr_scale > 0 and self.stage != 2:
             raise DataError("fem_lr_scale is for stage 2 (stage 1 trains the FEM anyway)")
+        for key, (lo, hi), low_ok in (("data.smnist_speeds", self.data.smnist_speeds, True),
+                                      ("data.smnist_alpha", self.data.smnist_alpha, False)):
+            if not (math.isfinite(hi) and (lo >= 0 if low_ok else lo > 0) and lo <= hi):
+                bound = "<=" if low_ok else "<"
+                raise DataError(f"{key} must be a (low, high) range with 0 {bound} low <= high, "
+                                f"got {[lo, hi]}")
         if min(self.data.size) < 1 or self.workers < 0 or self.threads < 0:
             raise DataError("data.size must be positive, workers and threads >= 0")
         if not isinstance(self.model, dict):

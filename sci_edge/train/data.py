@@ -53,6 +53,8 @@ class SMNISTSamples(Dataset):
                 self._cache.clear()
             self._cache[e] = SMNIST(self.split, num_steps=self.num_steps,
                                     size=int(self.cfg.size[0]), seed=self.cfg.seed + e,
+                                    speed=tuple(self.cfg.smnist_speeds),
+                                    alpha=tuple(self.cfg.smnist_alpha),
                                     augment=self.cfg.augment and self.split == "train")
         return self._cache[e]
 

@@ -30,6 +30,14 @@ def test_reconstruct_sci_method(capsys, tmp_path, random_spikes):
                  str(tmp_path / "rec")])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "rec" / "frame_15.png").is_file()
+    code = main(["reconstruct", str(dat), "--height", "8", "--width", "16", "--method", "sci",
+                 "--weights", str(weights), "--ensemble", "--tile", "32", "--at", "15", "-o",
+                 str(tmp_path / "rec_ens")])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "rec_ens" / "frame_15.png").is_file()
+    code = main(["reconstruct", str(dat), "--height", "8", "--width", "16", "--method", "tfp",
+                 "--ensemble", "-o", str(tmp_path / "rec3")])
+    assert code == 2 and "--method sci only" in capsys.readouterr().err
     # a classifier cannot reconstruct
     cls = _tiny_checkpoint(tmp_path / "c.pt", task="cls")
     code = main(["reconstruct", str(dat), "--height", "8", "--width", "16", "--method", "sci",
@@ -74,6 +82,18 @@ def test_shipped_weights_load(task):
     x = (torch.rand(1, model.num_features, 13, 24, 24) < 0.3).float()
     out = model(x)
     assert torch.isfinite(out).all()
+
+
+def test_shipped_models_read_one_feature_stream():
+    paths = [pretrained_path(task) for task in sorted(SHIPPED)]
+    if not all(p.is_file() for p in paths):
+        pytest.skip("the shipped weights are not in this checkout")
+    recon, cls = load_pretrained("recon"), load_pretrained("cls")
+    # one end-side stream serves both tasks: same FEM, same feature times
+    assert recon.config.analysis.neighbors == cls.config.analysis.neighbors
+    assert recon.config.analysis.stride == cls.config.analysis.stride
+    a, b = recon.fem.state_dict(), cls.fem.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_reconstruct_sci_on_real_recording(capsys, tmp_path):

@@ -155,3 +155,21 @@ def test_smnist_augmentation():
     spikes, label = aug[0]
     assert label == plain[0][1] and spikes.shape == (20, 28, 28)
     np.testing.assert_array_equal(spikes, again[0][0])
+
+
+def test_smnist_gain_range():
+    root = _mnist_root()
+    fixed = SMNIST("test", root=root, num_steps=30)
+    ranged = SMNIST("test", root=root, num_steps=30, alpha=(0.2, 1.0))
+    again = SMNIST("test", root=root, num_steps=30, alpha=[0.2, 1.0])
+    alphas = [ranged.item_alpha(i) for i in range(40)]
+    assert all(0.2 <= a <= 1.0 for a in alphas) and np.std(alphas) > 0.1
+    assert alphas == [again.item_alpha(i) for i in range(40)]
+    assert fixed.item_alpha(5) == 0.8 and SMNIST("test", root=root, alpha=(0.5, 0.5)).alpha == 0.5
+    # the gain scales the firing rate; motion and digit are the same draws as with a fixed gain
+    i = int(np.argmin(alphas))
+    np.testing.assert_array_equal(ranged.luminance(i), fixed.luminance(i))
+    assert ranged[i][0].mean() < 0.8 * fixed[i][0].mean()
+    for bad in (0.0, (0.5, 0.2), (0.1, float("inf")), "bright", (1, 2, 3)):
+        with pytest.raises(DataError, match="alpha"):
+            SMNIST("test", root=root, alpha=bad)

@@ -21,6 +21,9 @@ def test_recon_scenes_rows_and_means():
     for key in ("sci_psnr", "sci_ssim", "tfp_psnr", "tfi_psnr", "tfp_best_psnr"):
         assert np.isfinite(doc["mean"][key])
     assert doc["sci_minus_tfp_db"] == pytest.approx(doc["mean"]["sci_psnr"] - doc["mean"]["tfp_psnr"])
+    ens = evaluate_recon(model, data="scenes", limit=1, size=(32, 32), ensemble=True)
+    assert ens["rows"][0]["sci_psnr"] == pytest.approx(doc["rows"][0]["sci_psnr"])
+    assert np.isfinite(ens["mean"]["sci_ens_psnr"]) and "sci_ens_minus_tfp_db" in ens
     base = evaluate_recon(None, data="scenes", limit=2, size=(32, 32))
     assert base["mean"]["tfp_psnr"] == pytest.approx(doc["mean"]["tfp_psnr"])
     with pytest.raises(ValueError, match="scenes"):
@@ -43,3 +46,19 @@ def test_cls_report():
     assert 0.0 <= doc["accuracy"] <= 1.0
     assert np.array(doc["confusion"]).sum() == 20
     assert set(doc["per_class"]) == {str(c) for c in range(10)}
+
+
+def test_cls_other_camera_settings():
+    need_shared("mnist")
+    from sci_edge.sim import NoiseModel
+
+    torch.manual_seed(0)
+    model = SCIModel(SCIConfig(task="cls", **TINY))
+    base = evaluate_cls(model, limit=8, batch=8)
+    assert base["setting"] == {"gain": 0.8, "speed": [0.05, 0.15], "size": 32,
+                               "num_steps": model.config.span, "noise": None}
+    doc = evaluate_cls(model, limit=8, batch=8, gain=0.5, speed=0.3, size=28,
+                       noise=NoiseModel.realistic())
+    assert doc["samples"] == 8
+    assert doc["setting"]["gain"] == 0.5 and doc["setting"]["speed"] == [0.3, 0.3]
+    assert doc["setting"]["size"] == 28 and doc["setting"]["noise"]["dark_rate"] > 0

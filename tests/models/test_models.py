@@ -97,6 +97,45 @@ def test_reconstruct_numpy_api():
         model.reconstruct(spikes, [5], 0.0)
 
 
+def test_reconstruct_ensemble_is_flip_equivariant():
+    torch.manual_seed(3)
+    model = SCIModel(SMALL)
+    with torch.no_grad():  # break the symmetry of the fresh init (zeroed output layers)
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    spikes = (np.random.default_rng(2).random((41, 12, 17)) < 0.3).astype(np.uint8)
+    plain = model.reconstruct(spikes, [20], 0.5)[0]
+    ens = model.reconstruct(spikes, [20], 0.5, ensemble=True)[0]
+    assert ens.shape == plain.shape and not np.allclose(ens, plain, atol=1e-4)
+    # the average over all 8 flips/turns commutes with each of them; one pass does not
+    for view in (lambda a: a[..., ::-1], lambda a: a[..., ::-1, :],
+                 lambda a: np.swapaxes(a, -1, -2)):
+        moved = np.ascontiguousarray(view(spikes))
+        np.testing.assert_allclose(model.reconstruct(moved, [20], 0.5, ensemble=True)[0],
+                                   view(ens), atol=1e-5)
+    moved = np.ascontiguousarray(spikes[..., ::-1])
+    assert not np.allclose(model.reconstruct(moved, [20], 0.5)[0], plain[..., ::-1], atol=1e-4)
+
+
+def test_reconstruct_tiled_matches_full_frame():
+    from sci_edge.models.pretrained import load_pretrained
+
+    model = load_pretrained("recon")
+    rng = np.random.default_rng(4)
+    rate = rng.random((1, 70, 90)).repeat(45, 0) * 0.8
+    spikes = (rng.random((45, 70, 90)) < rate).astype(np.uint8)
+    full = model.reconstruct(spikes, [22], 0.8)
+    # odd tile sizes leave ragged last tiles on both axes
+    for tile in (32, 41, 64):
+        tiled = model.reconstruct(spikes, [22], 0.8, tile=tile)
+        np.testing.assert_allclose(tiled, full, atol=1e-3)
+    assert np.array_equal(model.reconstruct(spikes, [22], 0.8, tile=100), full)
+    np.testing.assert_allclose(model.reconstruct(spikes, [22], 0.8, tile=48.0), full, atol=1e-3)
+    for bad in (0, 16, 40.5):
+        with pytest.raises(ValueError, match="tile"):
+            model.reconstruct(spikes, [22], 0.8, tile=bad)
+
+
 def test_deform_conv_zero_offset_is_conv():
     x = torch.randn(2, 3, 9, 11)
     w = torch.randn(4, 3, 3, 3)
@@ -146,3 +185,16 @@ def test_fem_feature_stream():
     np.testing.assert_allclose(feats[2], one, atol=1e-6)
     with pytest.raises(ValueError, match="stride"):
         fem_features(fem, spikes, stride=0)
+
+
+def test_analyse_takes_external_flows_at_any_size():
+    torch.manual_seed(5)
+    model = SCIModel(SMALL).eval()
+    with torch.no_grad():  # the fresh head's zeroed output layer would hide the flows
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    feats = torch.rand(2, 5, 10, 13)
+    zero = torch.zeros(2, 4, 2, 10, 13)
+    out = model.analyse(feats, zero)
+    assert out.shape == (2, 1, 10, 13)
+    assert not torch.equal(out, model.analyse(feats, zero + 3.0))

@@ -281,6 +281,10 @@ def test_config_errors(tmp_path):
                               ("fem_lr_scale", -1.0, "fem_lr_scale must be >= 0"),
                               ("fem_lr_scale", 0.5, "fem_lr_scale is for stage 2"),
                               ("data.size", [0, 64], "size must be positive"),
+                              ("data.smnist_alpha", [0.0, 1.0], "smnist_alpha must be a"),
+                              ("data.smnist_alpha", [0.9, 0.5], "smnist_alpha must be a"),
+                              ("data.smnist_speeds", [-0.1, 0.2], "smnist_speeds must be a"),
+                              ("data.smnist_speeds", [0.0, float("inf")], "smnist_speeds"),
                               ("model", 3, "model must be a table")):
         with pytest.raises(DataError, match=match):
             load_config("stage1_fem", {key: value})
