@@ -64,3 +64,16 @@ def times(text: str) -> list[int]:
     if min(out) < 0:
         raise argparse.ArgumentTypeError(f"spike indices must be >= 0, got {min(out)}")
     return out
+
+
+def speed_range(text: str) -> tuple[float, float]:
+    """'1.5' or '1.5:2.5' -> (low, high) px per step, 0 <= low <= high."""
+    parts = text.split(":")
+    try:
+        lo, hi = (float(parts[0]), float(parts[-1])) if len(parts) in (1, 2) else (None, None)
+    except ValueError:
+        lo = hi = None
+    if lo is None or not (0 <= lo <= hi < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"speeds must be SPEED or LOW:HIGH px per step with 0 <= LOW <= HIGH, got {text!r}")
+    return lo, hi

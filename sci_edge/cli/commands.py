@@ -331,8 +331,12 @@ def cmd_eval(ns) -> int:
 
     model = load_pretrained(ns.eval, path=ns.weights)
     if ns.eval == "recon":
+        from ..eval.recon import SCENES_SPEEDS
+
+        if ns.speeds is not None and ns.data != "scenes":
+            raise DataError("--speeds applies to --data scenes only")
         doc = evaluate_recon(model, data=ns.data, root=ns.root, limit=ns.limit,
-                             ensemble=ns.ensemble)
+                             speeds=ns.speeds or SCENES_SPEEDS, ensemble=ns.ensemble)
         if not ns.json:
             m = doc["mean"]
             print(f"{doc['data']}: {doc['frames']} frames  SCI {m['sci_psnr']:.2f} dB / "

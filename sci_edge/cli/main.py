@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=A.positive_int, help="at most this many frames")
     e.add_argument("--ensemble", action="store_true",
                    help="also score SCI averaged over the 8 flips/quarter turns (sci_ens_*)")
+    e.add_argument("--speeds", type=A.speed_range,
+                   help="scenes: camera speed, SPEED or LOW:HIGH px per step (default 0:1.5)")
     e.add_argument("--json", action="store_true")
     e = esub.add_parser("cls", help="S-MNIST test accuracy and per-class report")
     e.add_argument("--root", help="MNIST folder (default ../shared/data/mnist)")

@@ -69,6 +69,12 @@ def test_train_and_eval_errors(capsys, tmp_path):
     assert "not stage 2 / cls" in capsys.readouterr().err
     assert main(["eval", "recon", "--weights", str(tmp_path / "none.pt")]) == 2
     assert "not found" in capsys.readouterr().err
+    for bad in ("2:1", "-1", "fast", "1:2:3", "inf"):
+        with pytest.raises(SystemExit):
+            main(["eval", "recon", "--speeds", bad])
+        assert "speeds must be" in capsys.readouterr().err
+    assert main(["eval", "recon", "--data", "reds", "--speeds", "1:2"]) == 2
+    assert "--data scenes only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("task", sorted(SHIPPED))
