@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     # reconstruct ---------------------------------------------------------------
-    p = sub.add_parser("reconstruct", help="intensity images from spikes (TFP, TFI)",
+    p = sub.add_parser("reconstruct", help="intensity images from spikes (TFP, TFI, SCI)",
                        description="Writes frame_<t>.png for each spike index t (or one GIF). "
                                    "Intensity = firing rate / gain, clipped to [0, 1].")
     _add_spike_input(p)
