@@ -66,14 +66,24 @@ def times(text: str) -> list[int]:
     return out
 
 
-def speed_range(text: str) -> tuple[float, float]:
-    """'1.5' or '1.5:2.5' -> (low, high) px per step, 0 <= low <= high."""
-    parts = text.split(":")
-    try:
-        lo, hi = (float(parts[0]), float(parts[-1])) if len(parts) in (1, 2) else (None, None)
-    except ValueError:
-        lo = hi = None
-    if lo is None or not (0 <= lo <= hi < float("inf")):
-        raise argparse.ArgumentTypeError(
-            f"speeds must be SPEED or LOW:HIGH px per step with 0 <= LOW <= HIGH, got {text!r}")
-    return lo, hi
+def _range_parser(name: str, unit: str, *, strict: bool):
+    """A parser for 'X' or 'LOW:HIGH' -> (low, high), with 0 < LOW (strict) or 0 <= LOW."""
+    bound = "<" if strict else "<="
+
+    def parse(text: str) -> tuple[float, float]:
+        parts = text.split(":")
+        try:
+            lo, hi = (float(parts[0]), float(parts[-1])) if len(parts) in (1, 2) else (None, None)
+        except ValueError:
+            lo = hi = None
+        if lo is None or not ((0 < lo) if strict else (0 <= lo)) or not lo <= hi < float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be X or LOW:HIGH {unit} with 0 {bound} LOW <= HIGH, got {text!r}")
+        return lo, hi
+
+    parse.__name__ = f"{name} range"
+    return parse
+
+
+speed_range = _range_parser("speeds", "px per step", strict=False)
+gain_range = _range_parser("gains", "(spikes per step at full brightness)", strict=True)

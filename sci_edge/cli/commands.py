@@ -331,12 +331,13 @@ def cmd_eval(ns) -> int:
 
     model = load_pretrained(ns.eval, path=ns.weights)
     if ns.eval == "recon":
-        from ..eval.recon import SCENES_SPEEDS
+        from ..eval.recon import SCENES_GAINS, SCENES_SPEEDS
 
-        if ns.speeds is not None and ns.data != "scenes":
-            raise DataError("--speeds applies to --data scenes only")
+        if (ns.speeds or ns.gains) and ns.data != "scenes":
+            raise DataError("--speeds and --gains apply to --data scenes only")
         doc = evaluate_recon(model, data=ns.data, root=ns.root, limit=ns.limit,
-                             speeds=ns.speeds or SCENES_SPEEDS, ensemble=ns.ensemble)
+                             speeds=ns.speeds or SCENES_SPEEDS, gains=ns.gains or SCENES_GAINS,
+                             ensemble=ns.ensemble)
         if not ns.json:
             m = doc["mean"]
             print(f"{doc['data']}: {doc['frames']} frames  SCI {m['sci_psnr']:.2f} dB / "

@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score SCI averaged over the 8 flips/quarter turns (sci_ens_*)")
     e.add_argument("--speeds", type=A.speed_range,
                    help="scenes: camera speed, SPEED or LOW:HIGH px per step (default 0:1.5)")
+    e.add_argument("--gains", type=A.gain_range,
+                   help="scenes: camera gain, GAIN or LOW:HIGH (default 0.3:0.9)")
     e.add_argument("--json", action="store_true")
     e = esub.add_parser("cls", help="S-MNIST test accuracy and per-class report")
     e.add_argument("--root", help="MNIST folder (default ../shared/data/mnist)")

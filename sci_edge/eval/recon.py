@@ -21,10 +21,11 @@ TFP_ORACLE_WINDOWS = (2, 4, 6, 10, 20)
 SCENES_SEED = 2026
 SCENES_SIZE = (128, 128)
 SCENES_SPEEDS = (0.0, 1.5)
+SCENES_GAINS = (0.3, 0.9)
 SCENES_STEPS = 61
 
 
-def _frames(data: str, root, limit: int | None, size, speeds):
+def _frames(data: str, root, limit: int | None, size, speeds, gains):
     if data == "reds":
         from ..data.reds import RATE_PER_LUMINANCE, RedsPairs
 
@@ -38,7 +39,7 @@ def _frames(data: str, root, limit: int | None, size, speeds):
 
         n = 24 if limit is None else limit
         scenes = NaturalScenes("test", size=size, num_steps=SCENES_STEPS, speeds=speeds,
-                               alpha=(0.3, 0.9), noise_prob=0.0, length=n, seed=SCENES_SEED)
+                               alpha=gains, noise_prob=0.0, length=n, seed=SCENES_SEED)
         for i in range(n):
             seq = scenes[i]
             m = seq.meta
@@ -49,12 +50,15 @@ def _frames(data: str, root, limit: int | None, size, speeds):
 
 
 def evaluate_recon(model=None, *, data: str = "scenes", root=None, limit: int | None = None,
-                   size=SCENES_SIZE, speeds=SCENES_SPEEDS, ensemble: bool = False) -> dict:
+                   size=SCENES_SIZE, speeds=SCENES_SPEEDS, gains=SCENES_GAINS,
+                   ensemble: bool = False) -> dict:
     """PSNR/SSIM per frame and on average; ``model`` None evaluates the baselines only.
-    ``speeds`` (scenes only): the (low, high) range of camera speeds, px per step.
+    ``speeds``, ``gains`` (scenes only): (low, high) ranges of camera speed (px per
+    step) and gain.
     ``ensemble`` also scores the model's 8-transform self-ensemble (keys ``sci_ens_*``)."""
     rows = []
-    for name, spikes, gt, t, gain in _frames(data, root, limit, size, tuple(speeds)):
+    frames = _frames(data, root, limit, size, tuple(speeds), tuple(gains))
+    for name, spikes, gt, t, gain in frames:
         row = {"name": name, "t": t, "gain": float(gain)}
         images = {"tfp": tfp(spikes, t, TFP_HALF_WINDOW, gain), "tfi": tfi(spikes, t, gain)}
         if model is not None:
@@ -69,7 +73,8 @@ def evaluate_recon(model=None, *, data: str = "scenes", root=None, limit: int | 
     keys = [k for k in rows[0] if k.endswith(("_psnr", "_ssim"))] if rows else []
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     out = {"data": data, "frames": len(rows), "tfp_half_window": TFP_HALF_WINDOW,
-           **({"speeds": [float(v) for v in speeds]} if data == "scenes" else {}),
+           **({"speeds": [float(v) for v in speeds], "gains": [float(v) for v in gains]}
+              if data == "scenes" else {}),
            "mean": mean, "rows": rows}
     if model is not None and rows:
         out["sci_minus_tfp_db"] = mean["sci_psnr"] - mean["tfp_psnr"]

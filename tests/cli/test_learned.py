@@ -73,8 +73,13 @@ def test_train_and_eval_errors(capsys, tmp_path):
         with pytest.raises(SystemExit):
             main(["eval", "recon", "--speeds", bad])
         assert "speeds must be" in capsys.readouterr().err
-    assert main(["eval", "recon", "--data", "reds", "--speeds", "1:2"]) == 2
-    assert "--data scenes only" in capsys.readouterr().err
+    for bad in ("0", "0:0.5", "0.9:0.3", "dim"):
+        with pytest.raises(SystemExit):
+            main(["eval", "recon", "--gains", bad])
+        assert "gains must be" in capsys.readouterr().err
+    for opt in ("--speeds", "--gains"):
+        assert main(["eval", "recon", "--data", "reds", opt, "1:2"]) == 2
+        assert "--data scenes only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("task", sorted(SHIPPED))

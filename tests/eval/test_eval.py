@@ -24,8 +24,10 @@ def test_recon_scenes_rows_and_means():
     ens = evaluate_recon(model, data="scenes", limit=1, size=(32, 32), ensemble=True)
     assert ens["rows"][0]["sci_psnr"] == pytest.approx(doc["rows"][0]["sci_psnr"])
     assert np.isfinite(ens["mean"]["sci_ens_psnr"]) and "sci_ens_minus_tfp_db" in ens
-    fast = evaluate_recon(None, data="scenes", limit=3, size=(32, 32), speeds=(2.5, 3.0))
-    assert fast["speeds"] == [2.5, 3.0]
+    fast = evaluate_recon(None, data="scenes", limit=3, size=(32, 32), speeds=(2.5, 3.0),
+                          gains=(0.05, 0.1))
+    assert fast["speeds"] == [2.5, 3.0] and fast["gains"] == [0.05, 0.1]
+    assert all(0.05 <= r["gain"] <= 0.1 for r in fast["rows"])
     assert all(2.5 <= float(r["name"].split("_")[-1][:-2]) <= 3.0 for r in fast["rows"])
     base = evaluate_recon(None, data="scenes", limit=2, size=(32, 32))
     assert base["mean"]["tfp_psnr"] == pytest.approx(doc["mean"]["tfp_psnr"])
