@@ -45,8 +45,7 @@ weights: $(STAMP)
 		--set optim.steps=1000000 --set workers=14 --set threads=2
 	$(SE) --stage 2 --task recon --config stage2_recon_gpu_k3 --init runs/stage1_sharp/final.pt \
 		--init-cloud runs/stage2_recon_gpu_k3/final.pt --out-dir runs/recon_sharp \
-		--time-budget 130 --set optim.lr=5e-4 --set optim.warmup=50 --set workers=9 \
-		--export-weights sci_edge/weights/sci_recon.pt
+		--time-budget 130 --set optim.lr=5e-4 --set optim.warmup=50 --set workers=9
 	$(SE) --stage 2 --task cls --config stage2_cls_gpu --init runs/stage1_sharp/final.pt \
 		--init-cloud runs/stage2_cls_gpu/final.pt --out-dir runs/cls_sharp \
 		--time-budget 130 --set optim.lr=3e-4 --set optim.warmup=50 --set workers=5
@@ -62,6 +61,11 @@ weights: $(STAMP)
 		--set data.val_items=500 --set data.smnist_speeds=[0.0,0.4] \
 		--set data.smnist_alpha=[0.4,1.0] --set data.seed=7 \
 		--export-weights sci_edge/weights/sci_cls.pt
+	$(SE) --stage 2 --task recon --config stage2_recon_gpu_k3 --init runs/stage1_sharp/final.pt \
+		--init-cloud runs/recon_sharp/final.pt --out-dir runs/recon_lowlight --time-budget 2400 \
+		--set data.alpha=[0.05,0.9] --set data.size=[64,64] --set optim.batch=8 \
+		--set optim.lr=2e-4 --set optim.warmup=20 --set workers=1 --set threads=2 \
+		--set data.seed=21 --export-weights sci_edge/weights/sci_recon.pt
 
 # The CPU-only recipe (smaller analysis; README gives its figures).
 weights-cpu: $(STAMP)
