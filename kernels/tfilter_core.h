@@ -169,9 +169,6 @@ SCI_TF_AVX2_TARGET static inline void sci_tf_avx2_store_i8(int8_t *o, __m256i do
 #define SCI_TF_LANE_BITS 32
 #define SCI_TF_TARGET SCI_TF_AVX2_TARGET
 #include "tfilter_simd.h"
-#undef SCI_TF_P
-#undef SCI_TF_LANES
-#undef SCI_TF_LANE_BITS
 
 /* Windows of <= 16 frames (the FEM's 13) fit 16-bit lanes: 16 pixels a
  * vector, and one multiply-add sums a lane's two byte counts. */
@@ -208,14 +205,11 @@ SCI_TF_AVX2_TARGET static inline void sci_tf_avx2w16_store_i8(int8_t *o, __m256i
 }
 
 #define SCI_TF_P(name) sci_tf_avx2w16_##name
+#define SCI_TF_VEC __m256i
 #define SCI_TF_LANES 16
 #define SCI_TF_LANE_BITS 16
+#define SCI_TF_TARGET SCI_TF_AVX2_TARGET
 #include "tfilter_simd.h"
-#undef SCI_TF_P
-#undef SCI_TF_VEC
-#undef SCI_TF_LANES
-#undef SCI_TF_LANE_BITS
-#undef SCI_TF_TARGET
 
 /* AVX-512: load, dot and stores need only AVX-512F, so both AVX-512 sets share
  * them; they differ in the popcount. */
@@ -325,36 +319,30 @@ SCI_TF_AVX512W16_TARGET static inline void sci_tf_avx512w16_store_i8(int8_t *o, 
 #define sci_tf_avx512_store_f32 sci_tf_avx512f_store_f32
 #define sci_tf_avx512_store_i8 sci_tf_avx512f_store_i8
 
+#define SCI_TF_P(name) sci_tf_avx512bw_##name
 #define SCI_TF_VEC __m512i
 #define SCI_TF_LANES 16
 #define SCI_TF_LANE_BITS 32
-#define SCI_TF_P(name) sci_tf_avx512bw_##name
 #define SCI_TF_TARGET SCI_TF_AVX512BW_TARGET
 #include "tfilter_simd.h"
-#undef SCI_TF_P
-#undef SCI_TF_TARGET
 #define SCI_TF_P(name) sci_tf_avx512_##name
+#define SCI_TF_VEC __m512i
+#define SCI_TF_LANES 16
+#define SCI_TF_LANE_BITS 32
 #define SCI_TF_TARGET SCI_TF_AVX512_TARGET
 #include "tfilter_simd.h"
-#undef SCI_TF_P
-#undef SCI_TF_TARGET
-#undef SCI_TF_LANES
-#undef SCI_TF_LANE_BITS
+#define SCI_TF_P(name) sci_tf_avx512w16_##name
+#define SCI_TF_VEC __m512i
 #define SCI_TF_LANES 32
 #define SCI_TF_LANE_BITS 16
-#define SCI_TF_P(name) sci_tf_avx512w16_##name
 #define SCI_TF_TARGET SCI_TF_AVX512W16_TARGET
 #include "tfilter_simd.h"
-#undef SCI_TF_P
-#undef SCI_TF_TARGET
 #define SCI_TF_P(name) sci_tf_bitalg_##name
+#define SCI_TF_VEC __m512i
+#define SCI_TF_LANES 32
+#define SCI_TF_LANE_BITS 16
 #define SCI_TF_TARGET SCI_TF_BITALG_TARGET
 #include "tfilter_simd.h"
-#undef SCI_TF_P
-#undef SCI_TF_TARGET
-#undef SCI_TF_VEC
-#undef SCI_TF_LANES
-#undef SCI_TF_LANE_BITS
 
 #elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #include <arm_neon.h>
@@ -397,10 +385,6 @@ static inline void sci_tf_neon_store_i8(int8_t *o, uint32x4_t dot)
 #define SCI_TF_LANE_BITS 32
 #define SCI_TF_TARGET
 #include "tfilter_simd.h"
-#undef SCI_TF_P
-#undef SCI_TF_VEC
-#undef SCI_TF_LANES
-#undef SCI_TF_LANE_BITS
 
 /* Windows of <= 16 frames: 16-bit lanes, 8 pixels a vector, one pairwise add. */
 static inline uint16x8_t sci_tf_neon16_load(const uint64_t *w)
@@ -434,12 +418,8 @@ static inline void sci_tf_neon16_store_i8(int8_t *o, uint16x8_t dot)
 #define SCI_TF_VEC uint16x8_t
 #define SCI_TF_LANES 8
 #define SCI_TF_LANE_BITS 16
+#define SCI_TF_TARGET
 #include "tfilter_simd.h"
-#undef SCI_TF_P
-#undef SCI_TF_VEC
-#undef SCI_TF_LANES
-#undef SCI_TF_LANE_BITS
-#undef SCI_TF_TARGET
 #endif
 
 /* Whether this build and this CPU can run a path. */

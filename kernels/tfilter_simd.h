@@ -7,8 +7,9 @@
  *   SCI_TF_TARGET   the function attribute enabling the set (may be empty)
  * and the set's SCI_TF_P(load), SCI_TF_P(popcnt_and), SCI_TF_P(dot),
  * SCI_TF_P(store_f32), SCI_TF_P(store_i8). This file defines SCI_TF_P(row):
- * the whole vectors of a row; it returns how many pixels it did (0 when a
- * support reaches beyond SCI_TF_LANE_BITS frames, leaving the row to another loop).
+ * the whole vectors of a row, returning how many pixels it did (0 when a support
+ * reaches beyond SCI_TF_LANE_BITS frames, leaving the row to another loop); at
+ * its end it undefines the five parameters, so each inclusion defines them afresh.
  */
 #define SCI_TF_MAX_TILE 8
 
@@ -58,3 +59,8 @@ SCI_TF_TARGET static int64_t SCI_TF_P(row)(int64_t n, const uint64_t *words, int
 }
 
 #undef SCI_TF_MAX_TILE
+#undef SCI_TF_P
+#undef SCI_TF_VEC
+#undef SCI_TF_LANES
+#undef SCI_TF_LANE_BITS
+#undef SCI_TF_TARGET

@@ -325,19 +325,22 @@ def cmd_train(ns) -> int:
     return 0
 
 
+def _given(**options) -> dict:
+    """The options set on the command line; the rest keep the function's defaults."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def cmd_eval(ns) -> int:
     from ..eval import evaluate_cls, evaluate_recon
     from ..models.pretrained import load_pretrained
 
     model = load_pretrained(ns.eval, path=ns.weights)
     if ns.eval == "recon":
-        from ..eval.recon import SCENES_GAINS, SCENES_SPEEDS
-
-        if (ns.speeds or ns.gains) and ns.data != "scenes":
+        scene_options = _given(speeds=ns.speeds, gains=ns.gains)
+        if scene_options and ns.data != "scenes":
             raise DataError("--speeds and --gains apply to --data scenes only")
         doc = evaluate_recon(model, data=ns.data, root=ns.root, limit=ns.limit,
-                             speeds=ns.speeds or SCENES_SPEEDS, gains=ns.gains or SCENES_GAINS,
-                             ensemble=ns.ensemble)
+                             ensemble=ns.ensemble, **scene_options)
         if not ns.json:
             m = doc["mean"]
             print(f"{doc['data']}: {doc['frames']} frames  SCI {m['sci_psnr']:.2f} dB / "
@@ -346,12 +349,11 @@ def cmd_eval(ns) -> int:
                   + (f"   SCI x8 ensemble {m['sci_ens_psnr']:.2f} dB / {m['sci_ens_ssim']:.3f}"
                      if ns.ensemble else ""), file=sys.stderr)
     else:
-        from ..eval.cls import DEFAULT_SPEED
         from ..sim import NoiseModel
 
-        doc = evaluate_cls(model, root=ns.root, limit=ns.limit, gain=ns.gain,
-                           speed=DEFAULT_SPEED if ns.speed is None else ns.speed, size=ns.size,
-                           noise=NoiseModel.realistic() if ns.noise == "realistic" else None)
+        doc = evaluate_cls(model, root=ns.root, limit=ns.limit,
+                           noise=NoiseModel.realistic() if ns.noise == "realistic" else None,
+                           **_given(gain=ns.gain, speed=ns.speed, size=ns.size))
         if not ns.json:
             print(f"S-MNIST test: accuracy {doc['accuracy']:.4f} on {doc['samples']} digits",
                   file=sys.stderr)

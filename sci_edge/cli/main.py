@@ -160,11 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--root", help="MNIST folder (default ../shared/data/mnist)")
     e.add_argument("--weights", help="stage-II checkpoint (default: shipped)")
     e.add_argument("--limit", type=A.positive_int, help="at most this many test digits")
-    e.add_argument("--gain", type=A.positive_float, default=0.8,
+    e.add_argument("--gain", type=A.positive_float,
                    help="camera gain of the simulated digits (default 0.8)")
     e.add_argument("--speed", type=A.non_negative_float,
                    help="drift in px per step (default: 0.05-0.15, random per digit)")
-    e.add_argument("--size", type=A.positive_int, default=32,
+    e.add_argument("--size", type=A.positive_int,
                    help="canvas side in pixels, >= 28 (default 32)")
     e.add_argument("--noise", choices=("none", "realistic"), default="none",
                    help="camera noise in the simulation (default none)")

@@ -6,13 +6,8 @@ from dataclasses import asdict
 import numpy as np
 
 
-DEFAULT_GAIN = 0.8
-DEFAULT_SPEED = (0.05, 0.15)
-DEFAULT_SIZE = 32
-
-
 def evaluate_cls(model, *, root=None, limit: int | None = None, batch: int = 64,
-                 seed: int = 0, gain=DEFAULT_GAIN, speed=DEFAULT_SPEED, size: int = DEFAULT_SIZE,
+                 seed: int = 0, gain=0.8, speed=(0.05, 0.15), size: int = 32,
                  noise=None) -> dict:
     """Accuracy on the S-MNIST test split (2000 digits never used in training).
 
