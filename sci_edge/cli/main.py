@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     esub = p.add_subparsers(dest="eval", metavar="TASK", required=True)
     e = esub.add_parser("recon", help="PSNR/SSIM of SCI vs TFP and TFI")
     e.add_argument("--data", choices=("scenes", "reds"), default="scenes")
-    e.add_argument("--root", help="data folder (reds: the sim_reds_spk2imgnet folder)")
+    e.add_argument("--root", help="data folder (reds: the sim_reds_spk2imgnet folder; "
+                   "scenes: a folder of photographs to use instead of the bundled test ones)")
     e.add_argument("--weights", help="stage-II checkpoint (default: shipped)")
     e.add_argument("--limit", type=A.positive_int, help="at most this many frames")
     e.add_argument("--ensemble", action="store_true",

@@ -9,6 +9,7 @@ approximates the ground truth.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..sim import NoiseModel, simulate
+from .deadleaves import dead_leaves
 from .images import TEST_IMAGES, TRAIN_IMAGES, load_image, to_luminance
 from .motion import MOTION_KINDS, Motion, render
 
@@ -82,6 +84,14 @@ def make_scene_sequence(image, *, size: tuple[int, int] | int | None = None,
                          alpha=float(alpha), meta=meta)
 
 
+@lru_cache(maxsize=64)
+def _synthetic_image(split: str, number: int, size: int) -> np.ndarray:
+    # Seeds differ by split, so test items never show a training image.
+    image = dead_leaves(size, seed=number + (0 if split == "train" else 1_000_000))
+    image.flags.writeable = False
+    return image
+
+
 def _as_range(value, name: str) -> tuple[float, float]:
     lo, hi = (value, value) if np.isscalar(value) else tuple(value)
     lo, hi = float(lo), float(hi)
@@ -97,20 +107,35 @@ class NaturalScenes:
     random crop (a box of the sensor's aspect ratio, 35-100% of the largest
     one, at a random place, mirrored left-right half of the time), a motion
     kind, a speed and an alpha from their ranges, and with probability
-    ``noise_prob`` the realistic noise model. Each item is a SpikeSequence of
+    ``noise_prob`` the realistic noise model. ``images`` (bundled names or
+    image files) replaces the split's photographs. Each item is a SpikeSequence of
     ``num_steps`` steps whose ground truth is at the middle step.
+
+    With probability ``synthetic_prob`` an item shows one of
+    ``SYNTHETIC_IMAGES`` dead-leaves images (``dead_leaves``, seeded by the
+    split and its number, named ``dead_leaves_<k>``) instead of a photograph:
+    unlimited content at every scale for training. Its draws come after all
+    others, so ``synthetic_prob=0`` gives the same items as before it existed.
     """
 
     MIN_CROP = 0.35
+    SYNTHETIC_IMAGES = 512
+    SYNTHETIC_SIZE = 256
 
     def __init__(self, split: str = "train", *, size: tuple[int, int] | int = (64, 64),
                  num_steps: int = 41, motions=("pan", "zoom", "rotation", "mixed"),
                  speeds=(0.2, 1.0), alpha=(0.3, 0.9), noise_prob: float = 0.0,
-                 length: int = 1000, seed: int = 0):
+                 length: int = 1000, seed: int = 0, synthetic_prob: float = 0.0,
+                 images=None):
         if split not in ("train", "test"):
             raise DataError(f"split must be 'train' or 'test', got {split!r}")
         self.split = split
-        self.images: tuple[str, ...] = TRAIN_IMAGES if split == "train" else TEST_IMAGES
+        if images is None:
+            images = TRAIN_IMAGES if split == "train" else TEST_IMAGES
+        elif isinstance(images, (str, Path)) or not len(images):
+            raise DataError(f"images must be a non-empty list of bundled names or image files, "
+                            f"got {images!r}")
+        self.images: tuple[str, ...] = tuple(str(name) for name in images)
         if isinstance(size, (int, np.integer)):
             size = (size, size)
         self.size = (int(size[0]), int(size[1]))
@@ -133,6 +158,9 @@ class NaturalScenes:
         if not 0.0 <= noise_prob <= 1.0:
             raise DataError(f"noise_prob must lie in [0, 1], got {noise_prob!r}")
         self.noise_prob = float(noise_prob)
+        if not 0.0 <= synthetic_prob <= 1.0:
+            raise DataError(f"synthetic_prob must lie in [0, 1], got {synthetic_prob!r}")
+        self.synthetic_prob = float(synthetic_prob)
         if int(length) != length or length < 0:
             raise DataError(f"length must be an integer >= 0, got {length!r}")
         self.length = int(length)
@@ -162,8 +190,14 @@ class NaturalScenes:
         alpha = rng.uniform(*self.alpha)
         noisy = bool(rng.random() < self.noise_prob)
         motion_seed, sim_seed = (int(v) for v in rng.integers(0, 2**31, size=2))
+        synthetic = bool(rng.random() < self.synthetic_prob)
+        leaves = int(rng.integers(self.SYNTHETIC_IMAGES))
 
-        image = load_image(name)
+        if synthetic:
+            name = f"dead_leaves_{leaves:03d}"
+            image = _synthetic_image(self.split, leaves, self.SYNTHETIC_SIZE)
+        else:
+            image = load_image(name)
         box = self._crop_box(image.shape, crop_frac, pos_y, pos_x)
         y0, x0, ch, cw = box
         crop = image[y0:y0 + ch, x0:x0 + cw]

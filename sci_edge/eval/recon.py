@@ -11,8 +11,11 @@ TFP uses the classic 41-frame window (h = 20), the span the SCI model reads;
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from ..errors import DataError
 from ..metrics import psnr, ssim
 from ..recon import tfi, tfp
 
@@ -23,6 +26,19 @@ SCENES_SIZE = (128, 128)
 SCENES_SPEEDS = (0.0, 1.5)
 SCENES_GAINS = (0.3, 0.9)
 SCENES_STEPS = 61
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+
+
+def scene_images(root) -> list[str]:
+    """The image files directly in folder ``root``, sorted: photographs to evaluate on."""
+    folder = Path(root)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of images")
+    files = sorted(str(p) for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
 
 
 def _frames(data: str, root, limit: int | None, size, speeds, gains):
@@ -39,11 +55,12 @@ def _frames(data: str, root, limit: int | None, size, speeds, gains):
 
         n = 24 if limit is None else limit
         scenes = NaturalScenes("test", size=size, num_steps=SCENES_STEPS, speeds=speeds,
-                               alpha=gains, noise_prob=0.0, length=n, seed=SCENES_SEED)
+                               alpha=gains, noise_prob=0.0, length=n, seed=SCENES_SEED,
+                               images=None if root is None else scene_images(root))
         for i in range(n):
             seq = scenes[i]
             m = seq.meta
-            name = f"{i:03d}_{m['image']}_{m['motion']}_{m['speed']:.2f}px"
+            name = f"{i:03d}_{Path(m['image']).stem}_{m['motion']}_{m['speed']:.2f}px"
             yield name, seq.spikes, seq.gt[0], int(seq.times[0]), seq.alpha
     else:
         raise ValueError(f"data must be 'scenes' or 'reds', got {data!r}")

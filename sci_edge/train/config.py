@@ -19,6 +19,7 @@ class DataConfig:
     speeds: tuple[float, float] = (0.0, 1.5)
     alpha: tuple[float, float] = (0.3, 0.9)
     noise_prob: float = 0.3
+    synthetic_prob: float = 0.0             # scenes: share of dead-leaves images (training only)
     seed: int = 0
     val_items: int = 32
     augment: bool = False                   # smnist: random similarity transform and gain
@@ -91,6 +92,8 @@ class TrainConfig:
                 bound = "<=" if low_ok else "<"
                 raise DataError(f"{key} must be a (low, high) range with 0 {bound} low <= high, "
                                 f"got {[lo, hi]}")
+        if not 0.0 <= self.data.synthetic_prob <= 1.0:
+            raise DataError(f"data.synthetic_prob must lie in [0, 1], got {self.data.synthetic_prob}")
         if min(self.data.size) < 1 or self.workers < 0 or self.threads < 0:
             raise DataError("data.size must be positive, workers and threads >= 0")
         if not isinstance(self.model, dict):

@@ -23,7 +23,8 @@ class SceneSamples(Dataset):
         self.scenes = NaturalScenes(split, size=tuple(cfg.size), num_steps=num_steps,
                                     motions=tuple(cfg.motions), speeds=tuple(cfg.speeds),
                                     alpha=tuple(cfg.alpha), noise_prob=cfg.noise_prob,
-                                    length=length, seed=cfg.seed + seed_offset)
+                                    length=length, seed=cfg.seed + seed_offset,
+                                    synthetic_prob=cfg.synthetic_prob if split == "train" else 0.0)
 
     def __len__(self):
         return len(self.scenes)

@@ -101,5 +101,10 @@ def test_natural_scenes_options():
     assert item.meta["noise"] and item.meta["motion"] == "static"
     with pytest.raises(DataError, match="split"):
         NaturalScenes("val")
+    own = NaturalScenes("test", size=12, num_steps=5, length=3, images=["brick"])
+    assert {own[i].meta["image"] for i in range(3)} == {"brick"}
+    for bad in ([], "brick"):
+        with pytest.raises(DataError, match="images must be a non-empty list"):
+            NaturalScenes(images=bad)
     with pytest.raises(DataError, match="motions"):
         NaturalScenes(motions=("jitter",))

@@ -35,6 +35,25 @@ def test_recon_scenes_rows_and_means():
         evaluate_recon(None, data="imagenet")
 
 
+def test_recon_scenes_from_a_folder_of_photographs(tmp_path):
+    from PIL import Image
+
+    from sci_edge.data import load_image
+    from sci_edge.errors import DataError
+
+    for name in ("brick", "camera"):
+        Image.fromarray((load_image(name) * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    doc = evaluate_recon(None, data="scenes", root=tmp_path, limit=4, size=(32, 32))
+    assert doc["frames"] == 4
+    assert {r["name"].split("_")[1] for r in doc["rows"]} <= {"brick", "camera"}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        evaluate_recon(None, data="scenes", root=tmp_path / "empty", limit=1)
+    with pytest.raises(DataError, match="not a folder"):
+        evaluate_recon(None, data="scenes", root=tmp_path / "brick.png", limit=1)
+
+
 def test_recon_reds_baselines():
     need_shared("real_spikes", "sim_reds_spk2imgnet")
     doc = evaluate_recon(None, data="reds")

@@ -285,6 +285,7 @@ def test_config_errors(tmp_path):
                               ("data.smnist_alpha", [0.9, 0.5], "smnist_alpha must be a"),
                               ("data.smnist_speeds", [-0.1, 0.2], "smnist_speeds must be a"),
                               ("data.smnist_speeds", [0.0, float("inf")], "smnist_speeds"),
+                              ("data.synthetic_prob", 1.5, "synthetic_prob must lie in"),
                               ("model", 3, "model must be a table")):
         with pytest.raises(DataError, match=match):
             load_config("stage1_fem", {key: value})
