@@ -5,9 +5,10 @@ law p(r) ~ r^-3, the density under which the picture looks alike at every
 scale (its power spectrum falls off about as 1/f^2, as photographs do). Leaves
 are disks and rotated rectangles (straight edges and corners, as in man-made
 scenes); some carry a brightness gradient or a fine grating, so the images hold
-texture as well as edges. Networks trained on such images restore photographs
-nearly as well as ones trained on photographs, and they add what 13 bundled
-photographs lack: unlimited, varied content at every scale.
+texture as well as edges. Image-restoration work reports networks trained on
+such images coming close to ones trained on photographs; here they add what 13
+bundled photographs lack, unlimited content at every scale (README gives what
+that changed for the shipped model: nothing beyond 0.1 dB).
 
 Rendering runs front to back: each new leaf only paints pixels no earlier
 (nearer) leaf covers, and drawing stops once all but ``1e-3`` of the canvas is
@@ -65,7 +66,7 @@ def dead_leaves(size: int | tuple[int, int] = 512, *, seed: int = 0, r_min: floa
     h, w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
     if h < 1 or w < 1:
         raise DataError(f"dead_leaves: size must be positive, got {size!r}")
-    r_max = max(h, w) / 2 if r_max is None else float(r_max)
+    r_min, r_max = float(r_min), (max(h, w) / 2 if r_max is None else float(r_max))
     if not (math.isfinite(r_min) and math.isfinite(r_max) and 0 < r_min <= r_max):
         raise DataError(f"dead_leaves: need 0 < r_min <= r_max, got r_min={r_min}, r_max={r_max}")
     bad = [s for s in shapes if s not in LEAF_SHAPES]
