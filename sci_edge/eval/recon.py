@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..io.video import IMAGE_SUFFIXES
 from ..metrics import psnr, ssim
 from ..recon import tfi, tfp
 
@@ -26,7 +27,6 @@ SCENES_SIZE = (128, 128)
 SCENES_SPEEDS = (0.0, 1.5)
 SCENES_GAINS = (0.3, 0.9)
 SCENES_STEPS = 61
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
 
 def scene_images(root) -> list[str]:
