@@ -202,8 +202,12 @@ def cmd_reconstruct(ns) -> int:
     elif ns.method == "tfi":
         images = tfi_many(spikes, times, ns.gain)
     else:
+        from ..models.end.fem import WINDOW
         from ..models.pretrained import load_pretrained
 
+        if T < WINDOW:
+            raise SpikeFileError(ns.input, f"{T} frames; --method sci needs at least {WINDOW}"
+                                 " (one feature-extraction window)")
         model = load_pretrained("recon", path=ns.weights)
         images = model.reconstruct(spikes, times, ns.gain, ensemble=ns.ensemble, tile=ns.tile)
     out = Path(ns.output)

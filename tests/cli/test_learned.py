@@ -43,6 +43,13 @@ def test_reconstruct_sci_method(capsys, tmp_path, random_spikes):
     code = main(["reconstruct", str(dat), "--height", "8", "--width", "16", "--method", "sci",
                  "--weights", str(cls), "-o", str(tmp_path / "rec2")])
     assert code == 2 and "not 'recon'" in capsys.readouterr().err
+    # too short for one FEM window: the error names the file
+    short = write_dat(tmp_path / "short.dat", random_spikes(12, 8, 16))
+    code = main(["reconstruct", str(short), "--height", "8", "--width", "16", "--method", "sci",
+                 "--weights", str(weights), "-o", str(tmp_path / "rec4")])
+    err = capsys.readouterr().err
+    assert code == 2 and "short.dat" in err and "at least 13" in err
+    assert not (tmp_path / "rec4").exists()
 
 
 def test_bench_tfilter_and_flops(capsys):
