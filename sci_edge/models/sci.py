@@ -151,7 +151,7 @@ class SCIModel(nn.Module):
         FEM's spatial layers are not flip-equivariant.
         ``tile``: run the model on tiles of this many pixels a side, each read
         with a ``TILE_MARGIN`` border of context, so memory stays bounded on
-        large sensors (a 1000x1000 frame: 8.1 GB whole, 1.5 GB in tiles of 256).
+        large sensors (a 1000x1000 frame: 8.3 GB whole, 1.7 GB in tiles of 256).
         """
         if self.config.task != "recon":
             raise ValueError("this model classifies; it does not reconstruct")

@@ -102,6 +102,25 @@ def test_shipped_weights_load(task):
     assert torch.isfinite(out).all()
 
 
+def test_loaded_models_are_channels_last_with_the_same_output(tmp_path):
+    path = _tiny_checkpoint(tmp_path / "w.pt")
+    model = load_pretrained("recon", path=path)
+    plain = SCIModel(model.config)
+    plain.load_state_dict(torch.load(path, weights_only=True)["state"])
+    plain.eval()
+    # 3x3 kernels over several channels, where the two layouts differ
+    names = [n for n, w in plain.named_parameters()
+             if w.ndim == 4 and w.shape[1] > 1 and w.shape[2] > 1]
+    assert names
+    loaded = dict(model.named_parameters())
+    for n in names:
+        assert loaded[n].is_contiguous(memory_format=torch.channels_last)
+        assert not loaded[n].is_contiguous() and dict(plain.named_parameters())[n].is_contiguous()
+    x = (torch.rand(2, model.num_features, 13, 20, 28) < 0.3).float()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x), rtol=0, atol=1e-5)
+
+
 def test_shipped_models_read_one_feature_stream():
     paths = [pretrained_path(task) for task in sorted(SHIPPED)]
     if not all(p.is_file() for p in paths):
