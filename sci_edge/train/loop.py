@@ -144,6 +144,9 @@ class Trainer:
                 raise DataError("stage 2 needs init = the stage-1 checkpoint holding the FEM")
             self._init_doc = load_checkpoint(cfg.init)
         self.model, self.trainable = self._build()
+        # NHWC activations, oneDNN's fast layout: a 64x64x8 stage-II step on the CPU
+        # takes 2.8-3.0 s instead of 3.2-3.3 s (as in load_model, for inference).
+        self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr,
                                            weight_decay=cfg.optim.weight_decay)
         self.step = 0

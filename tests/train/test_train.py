@@ -321,3 +321,28 @@ def test_ddp_two_cpu_processes(tmp_path):
     doc = load_checkpoint(tmp_path / "s1" / "final.pt")
     assert doc["step"] == 6
     assert '"step": 6' in res.stdout
+    # stage II too: the frozen FEM, channels-last weights, gradients only for the cloud side
+    stage2 = _write(tmp_path, "s2", f"""
+stage = 2
+task = "recon"
+out_dir = "{tmp_path / 's2'}"
+init = "{tmp_path / 's1' / 'final.pt'}"
+{TINY_MODEL}
+[data]
+size = [16, 16]
+val_items = 2
+[optim]
+steps = 4
+batch = 2
+[log]
+every = 2
+eval_every = 100
+checkpoint_every = 100
+""")
+    train_cmd = cmd[:cmd.index("train") + 1]
+    res = subprocess.run(train_cmd + ["--stage", "2", "--task", "recon", "--config", str(stage2),
+                                      "--quiet"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "stride" not in res.stderr        # no DDP warning about mismatched grad layouts
+    assert load_checkpoint(tmp_path / "s2" / "final.pt")["step"] == 4
