@@ -11,6 +11,7 @@ from .bitpack import (pack_spikes, pack_spikes_reference, packed_row_bytes, unpa
 from .dat import DatWriter, dat_num_frames, read_dat, write_dat
 from .images import save_gif, save_png
 from .npz import LAYOUTS, read_npz, write_npz
+from .source import ArraySource, DatSource, PackedSource, SpikeSource, as_source, open_spikes
 
 SPIKE_SUFFIXES = (".dat", ".npz", ".npy")
 
@@ -57,7 +58,8 @@ def save_spikes(path: str | Path, spikes, *, flipud: bool = True) -> Path:
     raise SpikeFileError(path, "output must end in .dat or .npz")
 
 
-__all__ = ["DatWriter", "LAYOUTS", "SPIKE_SUFFIXES", "dat_num_frames", "load_spikes",
+__all__ = ["ArraySource", "DatSource", "PackedSource", "SpikeSource", "as_source", "open_spikes",
+           "DatWriter", "LAYOUTS", "SPIKE_SUFFIXES", "dat_num_frames", "load_spikes",
            "pack_spikes", "pack_spikes_reference", "packed_row_bytes", "read_dat", "read_npz",
            "save_gif", "save_png", "save_spikes", "unpack_spikes", "unpack_spikes_reference",
            "write_dat", "write_npz"]

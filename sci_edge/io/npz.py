@@ -48,6 +48,14 @@ def read_npz(path: str | Path, *, layout: str | None = None, key: str | None = N
 
     ``key`` picks the array (needed when the file has several); ``layout`` gives
     its axis order. Files written by :func:`write_npz` need neither."""
+    packed, spikes, (_, H, W) = read_npz_frames(path, layout=layout, key=key)
+    return spikes if packed is None else unpack_spikes(packed, H, W)
+
+
+def read_npz_frames(path: str | Path, *, layout: str | None = None, key: str | None = None
+                    ) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int, int]]:
+    """(packed, spikes, (T, H, W)): a sci_edge file's bit-packed frames (spikes None),
+    or a foreign file's (T, H, W) array (packed None). For window-by-window reading."""
     path = Path(path)
     if not path.exists():
         raise SpikeFileError(path, "file not found")
@@ -58,12 +66,14 @@ def read_npz(path: str | Path, *, layout: str | None = None, key: str | None = N
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise SpikeFileError(path, f"not a readable .npz/.npy file ({exc})") from exc
     if isinstance(data, np.ndarray):  # a .npy file
-        return _to_thw(path, data, layout, "<npy>")
+        spikes = _to_thw(path, data, layout, "<npy>")
+        return None, spikes, spikes.shape
     with data:
         keys = list(data.files)
         try:
             if _FORMAT_KEY in keys:
-                return _read_own(path, data)
+                packed, shape = _read_own(path, data)
+                return packed, None, shape
             if key is None:
                 candidates = [k for k in keys if data[k].ndim == 3]
                 if len(candidates) != 1:
@@ -71,14 +81,15 @@ def read_npz(path: str | Path, *, layout: str | None = None, key: str | None = N
                 key = candidates[0]
             if key not in keys:
                 raise SpikeFileError(path, f"no array {key!r}; the file holds {keys}")
-            return _to_thw(path, data[key], layout, key)
+            spikes = _to_thw(path, data[key], layout, key)
+            return None, spikes, spikes.shape
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             if isinstance(exc, SpikeFileError):
                 raise
             raise SpikeFileError(path, f"corrupt array data ({exc})") from exc
 
 
-def _read_own(path: Path, data) -> np.ndarray:
+def _read_own(path: Path, data) -> tuple[np.ndarray, tuple[int, int, int]]:
     fmt = str(data[_FORMAT_KEY])
     if fmt != _FORMAT:
         raise SpikeFileError(path, f"unknown sci_edge npz format {fmt!r}")
@@ -93,7 +104,7 @@ def _read_own(path: Path, data) -> np.ndarray:
     if packed.dtype != np.uint8 or packed.shape != (T, (H * W + 7) // 8):
         raise SpikeFileError(path, f"packed array {packed.dtype} {packed.shape} does not match "
                                    f"shape {shape}")
-    return unpack_spikes(packed, H, W)
+    return packed, shape
 
 
 def write_npz(path: str | Path, spikes, *, compress: bool = True, **extra) -> Path:

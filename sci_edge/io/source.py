@@ -1,0 +1,127 @@
+"""Spike sources: frames read window by window, so long recordings stay on disk.
+
+A :class:`SpikeSource` knows its frame count and size and returns any run of
+frames as (count, H, W) uint8 0/1. ``.dat`` files are memory-mapped and only
+the frames asked for are read; sci_edge ``.npz`` files keep their bit-packed
+frames (1/8 of the unpacked size) and unpack a window at a time; foreign
+``.npz``/``.npy`` arrays and in-memory arrays are held as they are.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SpikeFileError
+from .bitpack import as_spike_array, unpack_spikes
+from .dat import dat_num_frames, read_dat
+
+
+class SpikeSource:
+    """Frames [0, num_frames) of H x W spikes; ``read(start, count)`` returns a window."""
+
+    path: Path | None = None
+    num_frames: int
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.num_frames, self.height, self.width
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else "<spikes>"
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def _check(self, start: int, count: int) -> None:
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) \
+                or isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+            raise SpikeFileError(self.path, f"frame range must be integers, got {start!r}, {count!r}")
+        if start < 0 or count < 0 or start + count > self.num_frames:
+            raise SpikeFileError(self.path, f"frames {start}..{start + count - 1} asked for, the "
+                                            f"recording has {self.num_frames}")
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def read_all(self) -> np.ndarray:
+        return self.read(0, self.num_frames)
+
+
+class ArraySource(SpikeSource):
+    """An in-memory (T, H, W) 0/1 array (a camera buffer, a test sequence)."""
+
+    def __init__(self, spikes, path: str | Path | None = None):
+        self.path = None if path is None else Path(path)
+        try:
+            self.spikes = as_spike_array(spikes)
+        except ValueError as exc:
+            raise SpikeFileError(self.path, str(exc)) from exc
+        self.num_frames, self.height, self.width = self.spikes.shape
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        self._check(start, count)
+        return self.spikes[start:start + count]
+
+
+class DatSource(SpikeSource):
+    """A SpikeCV ``.dat`` file, memory-mapped: each read touches only its frames."""
+
+    def __init__(self, path: str | Path, height: int, width: int, *, flipud: bool = True):
+        self.path = Path(path)
+        self.num_frames = dat_num_frames(self.path, height, width)
+        self.height, self.width, self.flipud = int(height), int(width), flipud
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        self._check(start, count)
+        return read_dat(self.path, self.height, self.width, flipud=self.flipud,
+                        start=int(start), count=int(count))
+
+
+class PackedSource(SpikeSource):
+    """Bit-packed frames (T, ceil(H*W/8)) LSB-first, unpacked a window at a time."""
+
+    def __init__(self, packed: np.ndarray, height: int, width: int,
+                 path: str | Path | None = None):
+        self.path = None if path is None else Path(path)
+        self.packed = packed
+        self.num_frames, self.height, self.width = packed.shape[0], int(height), int(width)
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        self._check(start, count)
+        return unpack_spikes(self.packed[start:start + count], self.height, self.width)
+
+
+def open_spikes(path: str | Path, *, height: int | None = None, width: int | None = None,
+                layout: str | None = None, key: str | None = None,
+                flipud: bool = True) -> SpikeSource:
+    """A :class:`SpikeSource` over any supported spike file (same options as
+    :func:`sci_edge.io.load_spikes`), reading frames only when asked."""
+    from . import SPIKE_SUFFIXES
+    from .npz import read_npz_frames
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".dat":
+        if height is None or width is None:
+            raise SpikeFileError(path, ".dat files carry no resolution: give the height and "
+                                       "width (--height H --width W)")
+        return DatSource(path, height, width, flipud=flipud)
+    if suffix in (".npz", ".npy"):
+        packed, spikes, (_, H, W) = read_npz_frames(path, layout=layout, key=key)
+        if height is not None and height != H or width is not None and width != W:
+            raise SpikeFileError(path, f"holds {H}x{W} frames, not {height}x{width}")
+        if packed is not None:
+            return PackedSource(packed, H, W, path)
+        return ArraySource(spikes, path)
+    raise SpikeFileError(path, f"unknown spike file type {suffix!r}; expected one of "
+                               f"{', '.join(SPIKE_SUFFIXES)}")
+
+
+def as_source(spikes) -> SpikeSource:
+    """``spikes`` as a source: a SpikeSource as it is, an array wrapped."""
+    return spikes if isinstance(spikes, SpikeSource) else ArraySource(np.asarray(spikes))
+
