@@ -8,10 +8,29 @@ cdef extern from "if_sim_core.h" nogil:
                       const float *prev, int k, const float *gain, const float *offset,
                       int use_offset, const float *thresh, float *v, int hard, float q,
                       uint64_t seed, int64_t step0, uint8_t *out, int packed)
+    const char *sci_if_simd_name()
+    int sci_if_simd_enabled
 
 
 def block_size():
     return SCI_IF_BLOCK
+
+
+def simd_variant():
+    """The block loop used for noise-free input: "avx2" or "generic"."""
+    return sci_if_simd_name().decode()
+
+
+def set_simd(bint enabled):
+    """Allow (default) or forbid the SIMD block loop; returns the previous setting.
+    For tests and benchmarks that compare the loops; not thread-safe."""
+    global sci_if_simd_enabled
+    old = bool(sci_if_simd_enabled)
+    sci_if_simd_enabled = 1 if enabled else 0
+    return old
+
+
+simd_variant()  # detect the CPU once, before any parallel call
 
 
 def integrate(const float[:, ::1] frames, const float[::1] prev, bint has_prev,
@@ -32,7 +51,7 @@ def integrate(const float[:, ::1] frames, const float[::1] prev, bint has_prev,
     if nframes == 0 or npix == 0:
         return
     with nogil:
-        for blk in prange(nblocks, schedule="static", num_threads=threads):
+        for blk in prange(nblocks, schedule="dynamic", num_threads=threads):
             i0 = blk * SCI_IF_BLOCK
             n = <int>min(<int64_t>SCI_IF_BLOCK, npix - i0)
             sci_if_block(i0, n, npix, &frames[0, 0], nframes, prev_ptr, steps_per_frame,

@@ -23,10 +23,13 @@
 #define SCI_RESTRICT
 #endif
 
-/* On x86-64 build an AVX2 copy of the block loop besides the baseline one and
- * pick at load time (GCC function multi-versioning). Elsewhere (aarch64 has
- * NEON in its baseline) the plain build is used. Results are identical: the
- * arithmetic is IEEE float32 either way and FMA contraction is off. */
+/* The generic block loop: on x86-64 (GCC, Linux) an AVX2 copy of it is built
+ * besides the baseline one and picked at load time (function multi-versioning);
+ * elsewhere (aarch64 has NEON in its baseline) the plain build is used. It runs
+ * photon noise, and everything on CPUs without AVX2; noise-free input on an
+ * AVX2 CPU takes the hand-vectorised loop of if_sim_avx2.h (see sci_if_block
+ * at the end). Results are identical: the arithmetic is IEEE float32 either
+ * way and FMA contraction is off. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 #define SCI_MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
@@ -115,7 +118,7 @@ static inline void sci_pack_bits(int n, const uint8_t *SCI_RESTRICT s, uint8_t *
  * Without prev, frames[0] gives one step of its own; every later frame gives
  * k steps interpolated from the frame before it (the last of them equals it).
  * out: (steps, npix) bytes, or (steps, ceil(npix/8)) when packed. */
-SCI_MULTIVERSION static void sci_if_block(int64_t i0, int n, int64_t npix, const float *frames, int64_t nframes,
+SCI_MULTIVERSION static void sci_if_block_generic(int64_t i0, int n, int64_t npix, const float *frames, int64_t nframes,
                          const float *prev, int k, const float *gain, const float *offset,
                          int use_offset, const float *thresh, float *v, int hard, float q,
                          uint64_t seed, int64_t step0, uint8_t *out, int packed)
@@ -142,6 +145,39 @@ SCI_MULTIVERSION static void sci_if_block(int64_t i0, int n, int64_t npix, const
             if (packed) sci_pack_bits(n, sbuf, out + t * row_bytes + i0 / 8);
         }
     }
+}
+
+#include "if_sim_avx2.h"
+
+/* Which block loop runs: 1 = the AVX2 one where the CPU has it (default),
+ * 0 = always the generic one (tests compare the two). */
+static int sci_if_simd_enabled = 1;
+
+/* "avx2" or "generic": the loop sci_if_block uses for noise-free input. */
+static const char *sci_if_simd_name(void)
+{
+#ifdef SCI_HAVE_AVX2_KERNEL
+    if (sci_if_simd_enabled && sci_cpu_has_avx2()) return "avx2";
+#else
+    (void)sci_if_simd_enabled;
+#endif
+    return "generic";
+}
+
+static void sci_if_block(int64_t i0, int n, int64_t npix, const float *frames, int64_t nframes,
+                         const float *prev, int k, const float *gain, const float *offset,
+                         int use_offset, const float *thresh, float *v, int hard, float q,
+                         uint64_t seed, int64_t step0, uint8_t *out, int packed)
+{
+#ifdef SCI_HAVE_AVX2_KERNEL
+    if (!(q > 0.0f) && sci_if_simd_enabled && sci_cpu_has_avx2()) {
+        sci_if_block_avx2(i0, n, npix, frames, nframes, prev, k, gain, offset, use_offset, thresh,
+                          v, hard, out, packed);
+        return;
+    }
+#endif
+    sci_if_block_generic(i0, n, npix, frames, nframes, prev, k, gain, offset, use_offset, thresh,
+                         v, hard, q, seed, step0, out, packed);
 }
 
 #endif

@@ -6,11 +6,23 @@ import time
 
 import numpy as np
 
+from .._kernels import if_sim as _if_sim
 from .._threads import resolve_threads
 from ._timing import best_of
-from ..sim import SpikeSimulator, num_steps
+from ..sim import SpikeSimulator, num_steps, simulate
+from ..sim.simulator import empty_output
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def bench_sim(height: int = 256, width: int = 400, frames: int = 5, steps_per_frame: int = 50,
@@ -18,9 +30,12 @@ def bench_sim(height: int = 256, width: int = 400, frames: int = 5, steps_per_fr
               reference_steps: int = 40) -> dict:
     """Pixel-steps per second of the simulator with interpolation on.
 
-    The kernel writes into reused buffers (the steady state of a stream); the
-    reference runs on the same frames for ``reference_steps`` steps, and its
-    spikes are checked against the kernel's."""
+    ``kernel_*``: SpikeSimulator.feed into reused output buffers (the steady
+    state of a stream), with the block loop the CPU gets (``simd``), and for
+    comparison with the generic loop. ``simulate_*``: the public simulate()
+    call as a user makes it, set-up, input checks and a new output array
+    included. The reference runs on the same frames for ``reference_steps``
+    steps, and its spikes are checked against the kernel's."""
     if min(height, width, frames, steps_per_frame, repeats, reference_steps) < 1:
         raise ValueError("bench sizes must be positive")
     if frames < 2 or steps_per_frame < 2:
@@ -32,18 +47,34 @@ def bench_sim(height: int = 256, width: int = 400, frames: int = 5, steps_per_fr
     kwargs = dict(alpha=0.6, reset="soft", seed=seed, steps_per_frame=steps_per_frame,
                   num_threads=threads)
 
+    pixel_steps = T * height * width
     results = {}
     for packed in (False, True):
         sim = SpikeSimulator(height, width, packed=packed, **kwargs)
         shape = (T, (height * width + 7) // 8) if packed else (T, height, width)
-        out = np.empty(shape, np.uint8)
+        out = empty_output(shape)  # 64-byte aligned, as feed() allocates
 
         def run():
             sim.reset_state()
             sim.feed(lum, out=out)
 
         run()  # warm-up: page in the buffer, load the dispatch
-        results[packed] = T * height * width / best_of(repeats, run)
+        results[packed] = pixel_steps / best_of(repeats, run)
+        if packed:
+            continue
+        old = _if_sim.set_simd(False)
+        try:
+            run()
+            results["generic"] = pixel_steps / best_of(repeats, run)
+        finally:
+            _if_sim.set_simd(old)
+
+    for packed in (False, True):
+        def call():
+            simulate(lum, packed=packed, **kwargs)
+
+        call()
+        results["simulate", packed] = pixel_steps / best_of(repeats, call)
 
     # Reference on a prefix of the same input: the first ceil(ref_steps/k)+1 frames.
     ref_frames = min(frames, 1 + -(-reference_steps // steps_per_frame))
@@ -63,8 +94,13 @@ def bench_sim(height: int = 256, width: int = 400, frames: int = 5, steps_per_fr
         "interpolation": True,
         "threads": threads,
         "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "simd": _if_sim.simd_variant(),
         "kernel_pixel_steps_per_s": results[False],
         "kernel_packed_pixel_steps_per_s": results[True],
+        "kernel_generic_pixel_steps_per_s": results["generic"],
+        "simulate_pixel_steps_per_s": results["simulate", False],
+        "simulate_packed_pixel_steps_per_s": results["simulate", True],
         "reference_pixel_steps_per_s": ref_rate,
         "speedup": results[False] / ref_rate,
         "bit_exact_vs_reference": bool(np.array_equal(ref_spikes, ker_spikes)),

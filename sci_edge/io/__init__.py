@@ -10,7 +10,7 @@ from .bitpack import (pack_spikes, pack_spikes_reference, packed_row_bytes, unpa
                       unpack_spikes_reference)
 from .dat import DatWriter, dat_num_frames, read_dat, write_dat
 from .images import save_gif, save_png
-from .npz import LAYOUTS, read_npz, write_npz
+from .npz import LAYOUTS, read_npz, read_npz_frames, write_npz
 from .source import ArraySource, DatSource, PackedSource, SpikeSource, as_source, open_spikes
 
 SPIKE_SUFFIXES = (".dat", ".npz", ".npy")
@@ -23,7 +23,8 @@ def load_spikes(path: str | Path, *, height: int | None = None, width: int | Non
 
     ``.dat`` needs ``height`` and ``width`` (and honours ``flipud``, ``start``,
     ``count``); ``.npz``/``.npy`` take ``layout`` and ``key`` as in
-    :func:`read_npz`, and ``start``/``count`` select frames after loading."""
+    :func:`read_npz`, and ``start``/``count`` select frames (a sci_edge .npz
+    unpacks only those). Anything wrong with the file raises SpikeFileError."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".dat":
@@ -31,18 +32,22 @@ def load_spikes(path: str | Path, *, height: int | None = None, width: int | Non
             raise SpikeFileError(path, ".dat files carry no resolution: give height and width")
         return read_dat(path, height, width, flipud=flipud, start=start, count=count)
     if suffix in (".npz", ".npy"):
-        spikes = read_npz(path, layout=layout, key=key)
-        if height is not None and height != spikes.shape[1] or \
-                width is not None and width != spikes.shape[2]:
-            raise SpikeFileError(path, f"holds {spikes.shape[1]}x{spikes.shape[2]} frames, "
-                                       f"not {height}x{width}")
-        if start < 0 or start > spikes.shape[0]:
-            raise SpikeFileError(path, f"start frame {start} outside 0..{spikes.shape[0]}")
-        end = spikes.shape[0] if count is None else start + count
-        if count is not None and (count < 0 or end > spikes.shape[0]):
-            raise SpikeFileError(path, f"frames {start}..{end - 1} asked for, the file has "
-                                       f"{spikes.shape[0]}")
-        return spikes[start:end]
+        packed, spikes, (T, H, W) = read_npz_frames(path, layout=layout, key=key)
+        if height is not None and height != H or width is not None and width != W:
+            asked = f"{H if height is None else height}x{W if width is None else width}"
+            raise SpikeFileError(path, f"holds {H}x{W} frames, not {asked}")
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) \
+                or not 0 <= start <= T:
+            raise SpikeFileError(path, f"start frame {start!r} outside 0..{T}")
+        if count is not None and (isinstance(count, bool)
+                                  or not isinstance(count, (int, np.integer)) or count < 0):
+            raise SpikeFileError(path, f"count must be a non-negative integer, got {count!r}")
+        end = T if count is None else start + count
+        if end > T:
+            raise SpikeFileError(path, f"frames {start}..{end - 1} asked for, the file has {T}")
+        if packed is None:
+            return spikes[start:end]
+        return unpack_spikes(packed[start:end], H, W)
     raise SpikeFileError(path, f"unknown spike file type {suffix!r}; expected one of "
                                f"{', '.join(SPIKE_SUFFIXES)}")
 

@@ -12,6 +12,17 @@ from .._kernels import bitpack as _kernel
 from .._threads import resolve_threads
 
 
+# Below this many pixels the kernels run on one thread: waking the OpenMP pool
+# costs more than the work (milliseconds on a busy machine, for a few bytes).
+_ONE_THREAD_PIXELS = 1 << 16
+
+
+def _threads(num_threads: int | None, pixels: int) -> int:
+    if not num_threads and pixels < _ONE_THREAD_PIXELS:
+        return 1
+    return resolve_threads(num_threads)
+
+
 def packed_row_bytes(height: int, width: int) -> int:
     return (int(height) * int(width) + 7) // 8
 
@@ -41,7 +52,7 @@ def pack_spikes(spikes, *, flipud: bool = False, num_threads: int | None = None)
     T, H, W = arr.shape
     packed = np.empty((T, packed_row_bytes(H, W)), np.uint8)
     if arr.size:
-        vmax = _kernel.pack(arr, packed, flipud, resolve_threads(num_threads))
+        vmax = _kernel.pack(arr, packed, flipud, _threads(num_threads, arr.size))
         if vmax > 1:
             raise ValueError(f"spikes must hold only 0 and 1, found the value {vmax}")
     elif T and packed.size:
@@ -65,7 +76,7 @@ def unpack_spikes(packed, height: int, width: int, *, flipud: bool = False,
                          f"need {need}")
     out = np.empty((arr.shape[0], height, width), np.uint8)
     if arr.shape[0]:
-        _kernel.unpack(arr, out, flipud, resolve_threads(num_threads))
+        _kernel.unpack(arr, out, flipud, _threads(num_threads, out.size))
     return out
 
 

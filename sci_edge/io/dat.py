@@ -30,11 +30,14 @@ def dat_num_frames(path: str | Path, height: int, width: int) -> int:
     """Number of frames in a .dat file of the given resolution (validated)."""
     path = Path(path)
     frame_bytes = _check_size(path, height, width)
-    if not path.exists():
-        raise SpikeFileError(path, "file not found")
-    if not path.is_file():
-        raise SpikeFileError(path, "not a regular file")
-    size = path.stat().st_size
+    try:
+        if not path.exists():
+            raise SpikeFileError(path, "file not found")
+        if not path.is_file():
+            raise SpikeFileError(path, "not a regular file")
+        size = path.stat().st_size
+    except OSError as exc:  # e.g. a folder without search permission
+        raise SpikeFileError(path, f"cannot open ({exc.strerror or exc})") from exc
     if size % frame_bytes:
         raise SpikeFileError(path, f"size {size} B is not a multiple of the {frame_bytes} B of one "
                                    f"{height}x{width} frame (wrong resolution, or a truncated file)")
@@ -45,7 +48,7 @@ def read_dat(path: str | Path, height: int, width: int, *, flipud: bool = True, 
              count: int | None = None) -> np.ndarray:
     """Read frames [start, start+count) of a .dat file as (count, H, W) uint8 0/1.
 
-    Only those frames are read (memory map). ``count=None`` reads to the end."""
+    Only those frames are read. ``count=None`` reads to the end."""
     path = Path(path)
     total = dat_num_frames(path, height, width)
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
@@ -62,15 +65,19 @@ def read_dat(path: str | Path, height: int, width: int, *, flipud: bool = True, 
     frame_bytes = packed_row_bytes(height, width)
     if count == 0:
         return np.zeros((0, height, width), np.uint8)
+    # A plain read, not a memory map: a file cut short while mapped kills the
+    # process with SIGBUS, a short read is an error we can report.
+    packed = np.empty((count, frame_bytes), np.uint8)
     try:
-        packed = np.memmap(path, dtype=np.uint8, mode="r", offset=start * frame_bytes,
-                           shape=(count, frame_bytes))
-    except (OSError, ValueError) as exc:
-        raise SpikeFileError(path, f"cannot map file ({exc})") from exc
-    try:
-        return unpack_spikes(packed, height, width, flipud=flipud)
-    finally:
-        del packed
+        with open(path, "rb") as fh:
+            fh.seek(start * frame_bytes)
+            got = fh.readinto(packed.reshape(-1))
+    except OSError as exc:
+        raise SpikeFileError(path, f"cannot read ({exc.strerror or exc})") from exc
+    if got != packed.size:
+        raise SpikeFileError(path, f"frames {start}..{start + count - 1} cut short: the file "
+                                   "shrank while being read")
+    return unpack_spikes(packed, height, width, flipud=flipud)
 
 
 def write_dat(path: str | Path, spikes, *, flipud: bool = True) -> Path:

@@ -1,10 +1,11 @@
 """Spike sources: frames read window by window, so long recordings stay on disk.
 
 A :class:`SpikeSource` knows its frame count and size and returns any run of
-frames as (count, H, W) uint8 0/1. ``.dat`` files are memory-mapped and only
-the frames asked for are read; sci_edge ``.npz`` files keep their bit-packed
-frames (1/8 of the unpacked size) and unpack a window at a time; foreign
-``.npz``/``.npy`` arrays and in-memory arrays are held as they are.
+frames as (count, H, W) uint8 0/1. From ``.dat`` files only the frames asked
+for are read; sci_edge ``.npz`` files keep their bit-packed frames (1/8 of the
+unpacked size) and unpack a window at a time; foreign ``.npz``/``.npy`` arrays
+and in-memory arrays are held as they are. A bad file or window raises
+:class:`~sci_edge.errors.SpikeFileError`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpikeFileError
-from .bitpack import as_spike_array, unpack_spikes
+from .bitpack import as_spike_array, packed_row_bytes, unpack_spikes
 from .dat import dat_num_frames, read_dat
 
 
@@ -60,7 +61,19 @@ class ArraySource(SpikeSource):
             self.spikes = as_spike_array(spikes)
         except ValueError as exc:
             raise SpikeFileError(self.path, str(exc)) from exc
+        # as_spike_array passes uint8 (and bool bytes) unchecked: a 7 is no spike
+        if self.spikes.size and self.spikes.max() > 1:
+            raise SpikeFileError(self.path, f"spikes must hold only 0 and 1, found the value "
+                                            f"{self.spikes.max()}")
         self.num_frames, self.height, self.width = self.spikes.shape
+
+    @classmethod
+    def _checked(cls, spikes: np.ndarray, path: Path) -> "ArraySource":
+        """Wrap (T, H, W) uint8 spikes already checked to be 0/1 (skips a pass)."""
+        self = cls.__new__(cls)
+        self.path, self.spikes = path, spikes
+        self.num_frames, self.height, self.width = spikes.shape
+        return self
 
     def read(self, start: int, count: int) -> np.ndarray:
         self._check(start, count)
@@ -68,7 +81,7 @@ class ArraySource(SpikeSource):
 
 
 class DatSource(SpikeSource):
-    """A SpikeCV ``.dat`` file, memory-mapped: each read touches only its frames."""
+    """A SpikeCV ``.dat`` file: each read reads only its frames from disk."""
 
     def __init__(self, path: str | Path, height: int, width: int, *, flipud: bool = True):
         self.path = Path(path)
@@ -87,12 +100,22 @@ class PackedSource(SpikeSource):
     def __init__(self, packed: np.ndarray, height: int, width: int,
                  path: str | Path | None = None):
         self.path = None if path is None else Path(path)
+        packed = np.asarray(packed)
+        height, width = int(height), int(width)
+        if height <= 0 or width <= 0 or packed.ndim != 2 or packed.dtype != np.uint8 \
+                or packed.shape[1] < packed_row_bytes(height, width):
+            raise SpikeFileError(self.path, f"packed spikes {packed.dtype} {packed.shape} do not "
+                                            f"hold {height}x{width} frames")
         self.packed = packed
-        self.num_frames, self.height, self.width = packed.shape[0], int(height), int(width)
+        self.num_frames, self.height, self.width = packed.shape[0], height, width
 
     def read(self, start: int, count: int) -> np.ndarray:
         self._check(start, count)
-        return unpack_spikes(self.packed[start:start + count], self.height, self.width)
+        try:
+            return unpack_spikes(self.packed[start:start + count], self.height, self.width)
+        except (ValueError, MemoryError) as exc:
+            raise SpikeFileError(self.path, f"cannot unpack frames {start}..{start + count - 1} "
+                                            f"({exc})") from exc
 
 
 def open_spikes(path: str | Path, *, height: int | None = None, width: int | None = None,
@@ -113,15 +136,16 @@ def open_spikes(path: str | Path, *, height: int | None = None, width: int | Non
     if suffix in (".npz", ".npy"):
         packed, spikes, (_, H, W) = read_npz_frames(path, layout=layout, key=key)
         if height is not None and height != H or width is not None and width != W:
-            raise SpikeFileError(path, f"holds {H}x{W} frames, not {height}x{width}")
+            asked = f"{H if height is None else height}x{W if width is None else width}"
+            raise SpikeFileError(path, f"holds {H}x{W} frames, not {asked}")
         if packed is not None:
             return PackedSource(packed, H, W, path)
-        return ArraySource(spikes, path)
+        return ArraySource._checked(spikes, path)  # read_npz_frames checked the values
     raise SpikeFileError(path, f"unknown spike file type {suffix!r}; expected one of "
                                f"{', '.join(SPIKE_SUFFIXES)}")
 
 
 def as_source(spikes) -> SpikeSource:
     """``spikes`` as a source: a SpikeSource as it is, an array wrapped."""
-    return spikes if isinstance(spikes, SpikeSource) else ArraySource(np.asarray(spikes))
+    return spikes if isinstance(spikes, SpikeSource) else ArraySource(spikes)
 

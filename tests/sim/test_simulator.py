@@ -172,3 +172,15 @@ def test_bad_luminance():
     sim = SpikeSimulator(4, 4, alpha=0.5)
     with pytest.raises(ValueError, match="shape"):
         sim.feed(np.zeros((2, 4, 5), np.float32))
+
+
+def test_random_v0_formula(rng):
+    # v0 = min(u * thr, largest float32 below thr), u the seeded float32 uniforms
+    thr = (0.2 + 3 * rng.random((7, 9))).astype(np.float32)
+    thr[0, 0] = np.float32(1e-45)  # the smallest subnormal: the bound is 0
+    sim = SpikeSimulator(7, 9, alpha=0.5, threshold=thr, seed=11)
+    u = np.random.default_rng([11, 0]).random(63, dtype=np.float32)
+    t = thr.ravel()
+    expect = np.minimum(u * t, np.nextafter(t, np.float32(0)))
+    np.testing.assert_array_equal(sim.potential.ravel().view(np.int32), expect.view(np.int32))
+    assert (sim.potential < thr).all()
