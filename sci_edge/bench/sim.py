@@ -1,28 +1,16 @@
 """Throughput of the IF simulator: Cython kernel vs the numpy reference."""
 from __future__ import annotations
 
-import platform
 import time
 
 import numpy as np
 
 from .._kernels import if_sim as _if_sim
 from .._threads import resolve_threads
+from ._machine import cpu_info
 from ._timing import best_of
 from ..sim import SpikeSimulator, num_steps, simulate
 from ..sim.simulator import empty_output
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else what platform says."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench_sim(height: int = 256, width: int = 400, frames: int = 5, steps_per_frame: int = 50,
@@ -93,8 +81,7 @@ def bench_sim(height: int = 256, width: int = 400, frames: int = 5, steps_per_fr
         "steps": T,
         "interpolation": True,
         "threads": threads,
-        "machine": platform.machine(),
-        "cpu": cpu_model(),
+        **cpu_info(),
         "simd": _if_sim.simd_variant(),
         "kernel_pixel_steps_per_s": results[False],
         "kernel_packed_pixel_steps_per_s": results[True],
