@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
-from ..train.checkpoint import load_checkpoint
+from ..errors import CheckpointError, DataError
+from .checkpoint import load_checkpoint
 from .sci import SCIConfig, SCIModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -26,13 +26,19 @@ def load_model(path: str | Path, *, device: str = "cpu") -> SCIModel:
     """An SCIModel from a stage-II checkpoint (or shipped weights file)."""
     doc = load_checkpoint(path, map_location=device)
     if doc["kind"] != "sci":
-        raise DataError(f"{path}: a {doc['kind']!r} checkpoint, not a full SCI model "
-                        "(stage-1 checkpoints hold only the FEM)")
+        raise CheckpointError(path, f"a {doc['kind']!r} checkpoint, not a full SCI model "
+                                    "(stage-1 checkpoints hold only the FEM)")
     try:
-        model = SCIModel(SCIConfig.from_dict(doc["model_config"]))
+        config = SCIConfig.from_dict(doc["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"model_config: {exc}") from exc
+    try:
+        model = SCIModel(config)
         model.load_state_dict(doc["state"])
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise DataError(f"{path}: weights do not fit the model they describe ({exc})") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(path, f"weights do not fit the model they describe "
+                                    f"({first})") from exc
     # Channels-last weights make the convolutions run on, and pass on, NHWC
     # activations, the layout oneDNN is fastest in: a 250x400 frame reconstructs
     # 10-15 % faster on this CPU, with the same output to 1e-6.
@@ -44,19 +50,10 @@ def load_pretrained(task: str = "recon", *, path: str | Path | None = None,
     """The shipped SCI model for ``task`` ("recon" or "cls"), or the one at ``path``."""
     path = Path(path) if path is not None else pretrained_path(task)
     if not path.is_file():
-        raise DataError(f"{path}: weights not found (reproduce them with the commands in README)")
+        raise CheckpointError(path, "weights not found (reproduce them with the commands "
+                                    "in README)")
     model = load_model(path, device=device)
     if model.config.task != task:
-        raise DataError(f"{path}: weights are for task {model.config.task!r}, not {task!r}")
+        raise CheckpointError(path, f"weights are for task {model.config.task!r}, not {task!r}")
     return model
-
-
-def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
-    """Strip a training checkpoint to what inference needs (no optimizer state)."""
-    from ..train.checkpoint import save_checkpoint
-
-    doc = load_checkpoint(checkpoint)
-    return save_checkpoint(out, kind=doc["kind"], model_config=doc["model_config"],
-                           state=doc["state"], train_config=doc.get("train_config"),
-                           step=doc.get("step", 0), metrics=doc.get("metrics"))
 

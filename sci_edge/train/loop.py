@@ -6,7 +6,9 @@ long-term analysis and a task head trained with MSE (recon) or cross-entropy
 (cls). With ``fem_lr_scale`` > 0 stage II fine-tunes the FEM jointly (at a
 scaled learning rate, the Laplacian constraint kept on its features). Runs on
 one process, or several under ``torchrun`` (DistributedDataParallel; gloo on
-CPU, nccl on GPU). Resumable from ``<out_dir>/last.pt``.
+CPU, nccl on GPU). Resumable from ``<out_dir>/last.pt``: the weights, optimizer,
+step and training clock continue, so a time budget and the LR schedule span the
+whole run.
 """
 from __future__ import annotations
 
@@ -25,10 +27,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Sampler
 
-from ..errors import DataError
+from ..config import build
+from ..errors import CheckpointError, ConfigError
+from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.end.fem import FEM, WINDOW, FEMConfig, LightReconHead
 from ..models.sci import SCIConfig, SCIModel
-from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import SceneSamples, SMNISTSamples
 
@@ -69,14 +72,14 @@ def _load_part(model: nn.Module, state: dict, prefixes: tuple[str, ...], where,
     what = "/".join(p.rstrip(".") for p in prefixes)
     part = {k: v for k, v in state.items() if k.startswith(prefixes)}
     if not part:
-        raise DataError(f"{where}: holds no {what} weights")
+        raise CheckpointError(where, f"holds no {what} weights")
     own = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
     fits = {k: v for k, v in part.items() if k in own and own[k].shape == v.shape}
     missing = sorted(set(own) - set(fits))
     if missing and (not partial or len(fits) < len(own) / 2):
         bad = missing[0]
-        raise DataError(f"{where}: its {what} do not match this config's (first difference: "
-                        f"{bad}; {len(fits)} of {len(own)} tensors fit)")
+        raise CheckpointError(where, f"its {what} do not match this config's (first difference: "
+                                     f"{bad}; {len(fits)} of {len(own)} tensors fit)")
     model.load_state_dict(fits, strict=False)
     return missing
 
@@ -104,7 +107,8 @@ def _single_threaded_worker(_worker_id: int) -> None:
 
 def _lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
     """Linear warm-up, then cosine decay to 5 % over the steps, or over the time
-    budget where that runs out first."""
+    budget where that runs out first. ``elapsed_s``: training time of the whole run,
+    resumed parts included."""
     o = cfg.optim
     if step < o.warmup:
         return o.lr * (step + 1) / o.warmup
@@ -139,9 +143,7 @@ class Trainer:
         torch.manual_seed(cfg.data.seed)
         self.out_dir = Path(cfg.out_dir)
         self._init_doc = None
-        if cfg.stage == 2:
-            if cfg.init is None:
-                raise DataError("stage 2 needs init = the stage-1 checkpoint holding the FEM")
+        if cfg.stage == 2:         # TrainConfig makes sure that stage 2 has an init
             self._init_doc = load_checkpoint(cfg.init)
         self.model, self.trainable = self._build()
         # NHWC activations, oneDNN's fast layout: a 64x64x8 stage-II step on the CPU
@@ -150,12 +152,19 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr,
                                            weight_decay=cfg.optim.weight_decay)
         self.step = 0
+        # Training time of the whole run: a resumed run continues the clock of its
+        # checkpoint, so its time budget and LR schedule go on from there.
+        self.elapsed0 = 0.0
+        self._t0: float | None = None
         last = self.out_dir / "last.pt"
         if resume and last.is_file():
             doc = load_checkpoint(last)
+            if "optimizer" not in doc:
+                raise CheckpointError(last, "holds no optimizer state, cannot resume from it")
             self._load_state(doc["state"])
             self.optimizer.load_state_dict(doc["optimizer"])
             self.step = int(doc["step"])
+            self.elapsed0 = float(doc.get("elapsed_s", 0.0))   # older checkpoints: none
         self.ddp = self.trainable
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -183,15 +192,21 @@ class Trainer:
 
     def model_config(self) -> SCIConfig:
         """Stage II's model: the analysis from this config, the FEM as in the init checkpoint."""
-        d = {"task": self.cfg.task, **self.cfg.model}
+        m = self.cfg.model
+        fem = m.fem
         if self._init_doc is not None:
-            d["fem"] = self._init_doc["model_config"].get("fem", {})
-        return SCIConfig.from_dict(d)
+            try:
+                fem = build(FEMConfig, self._init_doc["model_config"].get("fem", {}),
+                            prefix="model_config.fem.")
+            except ConfigError as exc:
+                raise CheckpointError(self.cfg.init, exc.problem) from None
+        return SCIConfig(task=self.cfg.task, fem=fem, analysis=m.analysis,
+                         num_classes=m.num_classes, dropout=m.dropout)
 
     def _build(self):
         cfg = self.cfg
         if cfg.stage == 1:
-            model = FEMStage(FEMConfig(**cfg.model.get("fem", {}))).to(self.device)
+            model = FEMStage(cfg.model.fem).to(self.device)
             if cfg.init is not None:     # a stage-1 or stage-2 checkpoint: its FEM, and
                 state = load_checkpoint(cfg.init)["state"]     # its light head if it has one
                 _load_part(model, state, ("fem.",), cfg.init)
@@ -202,8 +217,8 @@ class Trainer:
         if cfg.init_cloud is not None:
             doc = load_checkpoint(cfg.init_cloud)
             if doc["kind"] != "sci" or doc["model_config"].get("task") != cfg.task:
-                raise DataError(f"{cfg.init_cloud}: init_cloud must be a stage-2 {cfg.task} "
-                                f"checkpoint")
+                raise CheckpointError(cfg.init_cloud, f"init_cloud must be a stage-2 {cfg.task} "
+                                                      "checkpoint")
             fresh = _load_part(model, doc["state"], ("analysis.", "head."), cfg.init_cloud,
                                partial=True)
             if fresh and self.rank == 0 and not self.quiet:
@@ -212,7 +227,7 @@ class Trainer:
         doc = self._init_doc
         fem_state = {k[4:]: v for k, v in doc["state"].items() if k.startswith("fem.")}
         if not fem_state:
-            raise DataError(f"{cfg.init}: holds no FEM weights")
+            raise CheckpointError(cfg.init, "holds no FEM weights")
         model.fem.load_state_dict(fem_state)
         for p in model.fem.parameters():
             p.requires_grad_(self.fem_trains)
@@ -323,11 +338,17 @@ class Trainer:
             self.model.fem.eval()
         return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
 
+    @property
+    def elapsed(self) -> float:
+        """Training time of the whole run so far, in seconds."""
+        return self.elapsed0 if self._t0 is None else time.perf_counter() - self._t0
+
     def save(self, name: str, metrics: dict | None = None) -> Path:
         return save_checkpoint(self.out_dir / name, kind="fem" if self.cfg.stage == 1 else "sci",
                                model_config=self._model_config_dict(), state=self._state(),
                                train_config=self.cfg.to_dict(), step=self.step,
-                               optimizer=self.optimizer.state_dict(), metrics=metrics)
+                               optimizer=self.optimizer.state_dict(), metrics=metrics,
+                               elapsed_s=self.elapsed)
 
     def run(self) -> dict:
         from tqdm import tqdm
@@ -344,13 +365,20 @@ class Trainer:
             self.model.fem.eval()
         bar = tqdm(total=cfg.optim.steps, initial=self.step, disable=self.quiet or not main,
                    desc=f"stage {cfg.stage} {cfg.task}", unit="step")
-        t0 = time.perf_counter()
+        started = time.perf_counter()
         metrics: dict = {}
         running: dict[str, float] = {}
         count = 0
         budget = cfg.optim.time_budget_s
-        for batch in self._train_data():
-            elapsed = time.perf_counter() - t0
+        spent = budget > 0 and self.elapsed0 >= budget     # resumed after the budget ran out
+        for batch in () if spent else self._train_data():
+            if self._t0 is None:
+                # The clock runs from the first batch (worker start-up is not training
+                # time), so a resumed run's first step sees exactly the saved time.
+                self._t0 = time.perf_counter() - self.elapsed0
+                elapsed = self.elapsed0
+            else:
+                elapsed = self.elapsed
             lr = _lr_at(self.step, cfg, elapsed)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -372,8 +400,7 @@ class Trainer:
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
                 last = bool(flag.item())
             if main and (self.step % cfg.log.every == 0 or last):
-                row = {"step": self.step, "lr": lr,
-                       "elapsed_s": round(time.perf_counter() - t0, 2),
+                row = {"step": self.step, "lr": lr, "elapsed_s": round(self.elapsed, 3),
                        **{k: v / count for k, v in running.items()}}
                 if self.step % cfg.log.eval_every == 0 or last:
                     row.update(self.evaluate())
@@ -391,7 +418,8 @@ class Trainer:
             self.save("final.pt", metrics)
         if self.world > 1:
             dist.barrier()
-        return {"step": self.step, "seconds": time.perf_counter() - t0, **metrics}
+        # seconds: this process's share; metrics' elapsed_s: the whole run's training time
+        return {"step": self.step, "seconds": time.perf_counter() - started, **metrics}
 
 
 LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "ce", "psnr", "acc", "lap_l1", "val_loss",

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -8,10 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("skimage")
 
-from sci_edge.errors import DataError  # noqa: E402
+from sci_edge.errors import CheckpointError, ConfigError  # noqa: E402
+from sci_edge.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from sci_edge.models.pretrained import load_model  # noqa: E402
 from sci_edge.train import load_config, train  # noqa: E402
-from sci_edge.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 TINY_MODEL = """
 [model.fem]
@@ -163,7 +164,7 @@ eval_every = 100
     torch.testing.assert_close(c1["head.out.weight"], c2["head.out.weight"], atol=1e-6, rtol=0)
     # a cloud checkpoint of another shape, or a stage-1 one, is refused with its name
     wider = body.replace("width = 8\nfuse_blocks", "width = 12\nfuse_blocks")
-    with pytest.raises(DataError, match="c1.*do not match"):
+    with pytest.raises(CheckpointError, match="c1.*do not match"):
         train(load_config(_write(tmp_path, "c3", wider), over), quiet=True)
     # stage I may also start from a full SCI model's FEM (no light head there)
     cfg = load_config(_stage1(tmp_path, steps=1), {"workers": 0, "out_dir": str(tmp_path / "f2"),
@@ -181,7 +182,7 @@ eval_every = 100
     torch.testing.assert_close(c1["analysis.encode.0.weight"], c5["analysis.encode.0.weight"],
                                atol=1e-6, rtol=0)
     assert c5["analysis.merge_prev.weight"].shape != c1["analysis.merge_prev.weight"].shape
-    with pytest.raises(DataError, match="stage-2 recon"):
+    with pytest.raises(CheckpointError, match="stage-2 recon"):
         train(load_config(_write(tmp_path, "c4", body), {**over, "init_cloud": str(first)}),
               quiet=True)
 
@@ -239,77 +240,162 @@ eval_every = 100
 
 
 def test_cli_set_overrides():
-    from sci_edge.cli.commands import _parse_sets
+    from sci_edge.config import parse_sets as _parse_sets
+    from sci_edge.errors import ConfigError
 
     got = _parse_sets(["laplacian_weight=0.005", "data.size=[96, 96]", "out_dir=runs/x",
                        "data.augment=true"])
     assert got == {"laplacian_weight": 0.005, "data.size": [96, 96], "out_dir": "runs/x",
                    "data.augment": True}
-    with pytest.raises(DataError, match="KEY=VALUE"):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
         _parse_sets(["nothing"])
     cfg = load_config("stage2_recon_gpu_k3", got)
     assert cfg.data.size == (96, 96) and cfg.laplacian_weight == 0.005
-    with pytest.raises(DataError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="optim.nonsense: unknown key"):
         load_config("stage2_recon_gpu_k3", {"optim.nonsense": 1})
+    # the CLI passes --set values as strings where they are not TOML; [model] is checked too
+    with pytest.raises(ConfigError, match=r"stage2_recon\.toml: model\.analysis\.neighbors: "
+                                          r"must be an integer, got 'abc'"):
+        load_config("stage2_recon", _parse_sets(["model.analysis.neighbors=abc"]))
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(DataError, match="config not found"):
+    with pytest.raises(ConfigError, match="missing.toml: config not found"):
         load_config(tmp_path / "missing.toml")
-    with pytest.raises(DataError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
         load_config(_write(tmp_path, "bad", "stage = = 1"))
-    with pytest.raises(DataError, match="unknown keys"):
+    with pytest.raises(ConfigError, match=r"bad2.toml: optim.stepz: unknown key \(did you mean "
+                                          r"'steps'\?\)"):
         load_config(_write(tmp_path, "bad2", "stage = 1\n[optim]\nstepz = 3"))
-    with pytest.raises(DataError, match="task must be recon"):
+    with pytest.raises(ConfigError, match="bad3.toml: task: .*task must be recon"):
         load_config(_write(tmp_path, "bad3", 'stage = 1\ntask = "cls"\n[data]\ndataset="smnist"'))
-    cfg = load_config(_write(tmp_path, "s2", 'stage = 2\ntask = "recon"'))
-    with pytest.raises(DataError, match="needs init"):
-        train(cfg, quiet=True)
-    for name in ("stage1_fem", "stage2_recon", "stage2_cls", "stage2_recon_gpu_k3",
-                 "stage2_cls_gpu"):
-        assert load_config(name).optim.steps > 0
-    # values of the wrong type or range are refused with the key's name, not used
-    for key, value, match in (("optim.steps", "abc", r"\[optim\]: steps must be an integer"),
-                              ("optim.lr", True, r"\[optim\]: lr must be a number"),
-                              ("data.augment", "yes", "augment must be true or false"),
-                              ("data.size", 5, "size must be a list of 2 int"),
-                              ("data.size", [64.5, 64], "size must be a list of 2 int"),
-                              ("data.motions", ["pan", 3], "motions must be a list"),
-                              ("init", 3, "init must be a string"),
-                              ("optim.time_budget_s", -5, "time_budget_s must be >= 0"),
-                              ("laplacian_weight", -0.1, "laplacian_weight must be >= 0"),
-                              ("fem_lr_scale", -1.0, "fem_lr_scale must be >= 0"),
-                              ("fem_lr_scale", 0.5, "fem_lr_scale is for stage 2"),
-                              ("data.size", [0, 64], "size must be positive"),
-                              ("data.smnist_alpha", [0.0, 1.0], "smnist_alpha must be a"),
-                              ("data.smnist_alpha", [0.9, 0.5], "smnist_alpha must be a"),
-                              ("data.smnist_speeds", [-0.1, 0.2], "smnist_speeds must be a"),
-                              ("data.smnist_speeds", [0.0, float("inf")], "smnist_speeds"),
-                              ("data.synthetic_prob", 1.5, "synthetic_prob must lie in"),
-                              ("model", 3, "model must be a table")):
-        with pytest.raises(DataError, match=match):
+    with pytest.raises(ConfigError, match="s2.toml: init: stage 2 needs init"):
+        load_config(_write(tmp_path, "s2", 'stage = 2\ntask = "recon"'))
+    # values of the wrong type or range are refused with the dotted key, not used
+    for key, value, match in (
+            ("optim.steps", "abc", "optim.steps: must be an integer, got 'abc'"),
+            ("optim.steps", 0, r"optim.steps: must be >= 1, got 0"),
+            ("optim.lr", True, "optim.lr: must be a number, got True"),
+            ("optim.lr", 0.0, r"optim.lr: must be > 0"),
+            ("data.augment", "yes", "data.augment: must be true or false"),
+            ("data.size", 5, "data.size: must be a list of 2 integers"),
+            ("data.size", [64.5, 64], "data.size: must be a list of 2 integers"),
+            ("data.motions", ["pan", 3], "data.motions: must be a list of strings"),
+            ("data.motions", ["pan", "zom"], "data.motions: each item must be one of"),
+            ("init", 3, "init: must be a string"),
+            ("optim.time_budget_s", -5, "optim.time_budget_s: must be >= 0"),
+            ("laplacian_weight", -0.1, "laplacian_weight: must be >= 0"),
+            ("fem_lr_scale", -1.0, "fem_lr_scale: must be >= 0"),
+            ("fem_lr_scale", 0.5, "fem_lr_scale: is for stage 2"),
+            ("data.size", [0, 64], r"data.size: each item must be >= 1, got \[0, 64\]"),
+            ("data.smnist_alpha", [0.0, 1.0], "data.smnist_alpha: must be a"),
+            ("data.smnist_alpha", [0.9, 0.5], "data.smnist_alpha: must be a"),
+            ("data.smnist_speeds", [-0.1, 0.2], "data.smnist_speeds: must be a"),
+            ("data.smnist_speeds", [0.0, float("inf")], "data.smnist_speeds"),
+            ("data.synthetic_prob", 1.5, r"data.synthetic_prob: must be in \[0.0, 1.0\]"),
+            ("data.noise_prob", -0.1, "data.noise_prob: must be in"),
+            ("log.every", 0, "log.every: must be >= 1"),
+            ("workers", -1, "workers: must be >= 0"),
+            ("stage", 3, "stage: must be one of 1, 2"),
+            ("model", 3, "model: must be a table, got 3"),
+            ("model.task", "cls", r"model.task: unknown key"),
+            ("model.analysis.neighbours", 2, r"model.analysis.neighbours: unknown key \(did you "
+                                             r"mean 'neighbors'\?\)"),
+            ("model.analysis.neighbors", "abc", "model.analysis.neighbors: must be an integer, "
+                                                "got 'abc'"),
+            ("model.analysis.neighbors", 0, "model.analysis.neighbors: must be >= 1"),
+            ("model.analysis.stride", 0, "model.analysis.stride: must be >= 1"),
+            ("model.analysis.width", 0, "model.analysis.width: must be >= 1"),
+            ("model.fem.width", 2.5, "model.fem.width: must be an integer"),
+            ("model.fem.dorsal_channels", 0, "model.fem.dorsal_channels: must be >= 1"),
+            ("model.dropout", 1.0, r"model.dropout: must be in \[0.0, 1.0\)"),
+            ("model.num_classes", 1, "model.num_classes: must be >= 2")):
+        with pytest.raises(ConfigError, match=match) as info:
             load_config("stage1_fem", {key: value})
+        assert str(info.value).startswith(str(info.value.path)) and "stage1_fem.toml" in str(
+            info.value) and "\n" not in str(info.value), str(info.value)
     cfg = load_config("stage1_fem", {"optim.lr": 1, "data.motions": ["pan"]})
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
     assert cfg.data.motions == ("pan",)
+    cfg = load_config("stage2_recon", ["model.analysis.neighbors=3", "model.dropout=0.1"])
+    assert cfg.model.analysis.neighbors == 3 and cfg.model.dropout == 0.1
+
+
+def test_bundled_configs_load():
+    from sci_edge.data.motion import MOTION_KINDS
+    from sci_edge.models.sci import SCIConfig
+    from sci_edge.train.config import CONFIG_DIR, MOTIONS
+
+    assert MOTIONS == MOTION_KINDS
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    assert {"stage1_fem", "stage2_recon", "stage2_cls", "stage2_recon_gpu_k3",
+            "stage2_cls_gpu"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.optim.steps > 0
+        m = cfg.model
+        sci = SCIConfig(task=cfg.task, fem=m.fem, analysis=m.analysis,
+                        num_classes=m.num_classes, dropout=m.dropout)
+        assert SCIConfig.from_dict(sci.to_dict()) == sci
+    assert load_config("stage2_recon_gpu_k3").model.analysis.neighbors == 3
+    assert load_config("stage2_cls_gpu").model.dropout == 0.3
 
 
 def test_checkpoint_errors(tmp_path):
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(CheckpointError, match="none.pt: checkpoint not found"):
         load_checkpoint(tmp_path / "none.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"junk")
-    with pytest.raises(DataError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
         load_checkpoint(junk)
     other = tmp_path / "other.pt"
     torch.save({"format": "something"}, other)
-    with pytest.raises(DataError, match="not a sci_edge checkpoint"):
+    with pytest.raises(CheckpointError, match="other.pt: not a sci_edge checkpoint"):
         load_checkpoint(other)
     fem_only = save_checkpoint(tmp_path / "fem.pt", kind="fem", model_config={}, state={})
-    with pytest.raises(DataError, match="only the FEM"):
+    with pytest.raises(CheckpointError, match="fem.pt: .*only the FEM"):
         load_model(fem_only)
+    bad = save_checkpoint(tmp_path / "bad.pt", kind="sci",
+                          model_config={"analysis": {"neighbors": "abc"}}, state={})
+    with pytest.raises(CheckpointError, match="bad.pt: model_config: analysis.neighbors: must be"):
+        load_model(bad)
 
 
+def test_resume_continues_clock_and_schedule(tmp_path):
+    """A budgeted run, stopped by its budget and resumed with a larger one, goes on
+    from the saved training time: the LR does not restart and the budget is the run's."""
+    from sci_edge.train.loop import _lr_at
+
+    base = {"workers": 0, "optim.steps": 100000, "optim.warmup": 0, "log.every": 1,
+            "log.eval_every": 100000,
+            "log.checkpoint_every": 100000, "data.val_items": 2}
+    cfg1 = load_config(_stage1(tmp_path), {**base, "optim.time_budget_s": 1.0})
+    train(cfg1, quiet=True)
+    saved = load_checkpoint(tmp_path / "s1" / "last.pt")
+    step0, elapsed0 = saved["step"], saved["elapsed_s"]
+    assert step0 >= 1 and elapsed0 >= 1.0
+    budget = elapsed0 + 1.5
+    cfg2 = load_config(_stage1(tmp_path), {**base, "optim.time_budget_s": budget})
+    result = train(cfg2, resume=True, quiet=True)
+    rows = [r for r in _rows(tmp_path / "s1") if r["step"] > step0]
+    assert rows[0]["step"] == step0 + 1
+    # the first resumed step's LR is the schedule's at the saved step and time, well
+    # below the full LR a restarted clock would give
+    assert rows[0]["lr"] == pytest.approx(_lr_at(step0, cfg2, elapsed0), rel=1e-12)
+    assert rows[0]["lr"] < 0.7 * cfg2.optim.lr < _lr_at(step0, cfg2, 0.0)
+    assert all(a["lr"] >= b["lr"] for a, b in zip(rows, rows[1:]))
+    # the clock goes on from the saved time, and the run stops at the whole budget
+    assert rows[0]["elapsed_s"] >= elapsed0
+    final = load_checkpoint(tmp_path / "s1" / "final.pt")
+    assert final["elapsed_s"] >= budget and result["elapsed_s"] >= budget
+    assert result["seconds"] < budget         # only what was left of it (a restarted clock:
+                                              # all of it)
+    # resumed once more with the budget spent: no further steps
+    again = train(cfg2, resume=True, quiet=True)
+    assert again["step"] == final["step"]
+
+
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     cfg = _stage1(tmp_path, steps=6)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -320,7 +406,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     doc = load_checkpoint(tmp_path / "s1" / "final.pt")
     assert doc["step"] == 6
-    assert '"step": 6' in res.stdout
+    assert re.search(r'"step": 6\b|\b6 steps\b', res.stdout), res.stdout   # JSON or text report
     # stage II too: the frozen FEM, channels-last weights, gradients only for the cloud side
     stage2 = _write(tmp_path, "s2", f"""
 stage = 2

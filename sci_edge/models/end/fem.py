@@ -20,7 +20,7 @@ camera's gain.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -39,10 +39,16 @@ VENTRAL_LENGTHS = (7, 9, 11, 13)      # centred on t
 
 @dataclass(frozen=True)
 class FEMConfig:
-    dorsal_channels: int = 8
-    ventral_channels: int = 8
-    width: int = 16
-    pfu_layers: int = 2
+    dorsal_channels: int = field(default=8, metadata={"min": 1})
+    ventral_channels: int = field(default=8, metadata={"min": 1})
+    width: int = field(default=16, metadata={"min": 1})
+    pfu_layers: int = field(default=2, metadata={"min": 1})
+
+    def __post_init__(self):
+        # checked here, not only when loading a TOML file: checkpoints and code build it too
+        from ...config import check_fields
+
+        check_fields(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,8 @@
 """Checkpoints: model weights plus the config and code version that made them.
 
 Saved with torch.save as plain dicts of tensors and Python scalars, loaded
-with ``weights_only=True`` (no pickled code is ever executed)."""
+with ``weights_only=True`` (no pickled code is ever executed). Here, not under
+``sci_edge.train``, so that loading a model does not import the training stack."""
 from __future__ import annotations
 
 import subprocess
@@ -9,13 +10,15 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
+from ..errors import CheckpointError
 from ..io._atomic import atomic_path
 
 FORMAT = "sci_edge-checkpoint-v1"
+KINDS = ("fem", "sci")
 
 
 def code_version() -> dict:
+    """Package version, git commit (where this is a checkout) and torch version."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -35,8 +38,12 @@ def code_version() -> dict:
 
 def save_checkpoint(path: str | Path, *, kind: str, model_config: dict, state: dict,
                     train_config: dict | None = None, step: int = 0,
-                    optimizer: dict | None = None, metrics: dict | None = None) -> Path:
-    """Write a checkpoint atomically. ``kind`` is 'fem' (stage 1) or 'sci' (stage 2)."""
+                    optimizer: dict | None = None, metrics: dict | None = None,
+                    elapsed_s: float | None = None) -> Path:
+    """Write a checkpoint atomically. ``kind`` is 'fem' (stage 1) or 'sci' (stage 2);
+    ``elapsed_s``: training time so far, so that a resumed run keeps its clock."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"format": FORMAT, "kind": kind, "model_config": model_config,
@@ -45,25 +52,30 @@ def save_checkpoint(path: str | Path, *, kind: str, model_config: dict, state: d
            "metrics": metrics or {}, "code_version": code_version()}
     if optimizer is not None:
         doc["optimizer"] = optimizer
+    if elapsed_s is not None:
+        doc["elapsed_s"] = float(elapsed_s)
     with atomic_path(path) as tmp:
         torch.save(doc, tmp)
     return path
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint's dict; a missing, unreadable or foreign file is a CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
+        raise CheckpointError(path, "checkpoint not found")
     try:
         doc = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                        f"{first[:200]})") from exc
+        raise CheckpointError(path, f"not a readable checkpoint ({type(exc).__name__}: "
+                                    f"{first[:200]})") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise DataError(f"{path}: not a sci_edge checkpoint (format "
-                        f"{doc.get('format') if isinstance(doc, dict) else type(doc).__name__})")
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointError(path, f"not a sci_edge checkpoint (format {found})")
     for key in ("kind", "model_config", "state"):
         if key not in doc:
-            raise DataError(f"{path}: checkpoint lacks {key!r}")
+            raise CheckpointError(path, f"checkpoint lacks {key!r}")
+    if not isinstance(doc["model_config"], dict) or not isinstance(doc["state"], dict):
+        raise CheckpointError(path, "model_config and state must be tables")
     return doc
