@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import args as A
+from .common import add_json, add_quiet, check_output_dir, print_json, progress
+
 DEMO_STEPS = 161
 DEMO_TIMES = (40, 80, 120)
 TFP_HALF_WINDOW = 8
@@ -25,31 +28,74 @@ def _panel(images: list[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
+MOTIONS = ("static", "pan", "zoom", "rotation", "mixed")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="simulate a bundled image under camera motion, reconstruct "
+                                    "with TFP, TFI (and the learned model where torch is "
+                                    "installed), write PNGs and a summary")
+    p.add_argument("-o", "--output", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--image", default="camera", help="bundled image name or image file")
+    p.add_argument("--size", type=A.size, default=(256, 256),
+                   help="sensor size HxW (default 256x256)")
+    p.add_argument("--motion", default="mixed", choices=MOTIONS,
+                   help="camera motion (default mixed)")
+    p.add_argument("--speed", type=A.non_negative_float, default=0.3,
+                   help="apparent motion in px per spike step (default 0.3)")
+    p.add_argument("--alpha", type=A.positive_float, default=0.6,
+                   help="camera gain: charge per step at luminance 1 (default 0.6)")
+    p.add_argument("--seed", type=A.non_negative_int, default=0,
+                   help="random seed (default 0)")
+    add_quiet(p)
+    add_json(p)
+    p.set_defaults(handler=run)
+
+
+def run(ns) -> int:
+    summary = run_demo(Path(ns.output), image=ns.image, size=ns.size, motion=ns.motion,
+                       speed=ns.speed, alpha=ns.alpha, seed=ns.seed, verbose=not ns.json,
+                       quiet=ns.quiet)
+    if ns.json:
+        print_json(summary)
+    return 0
+
+
 def _learned_model():
     """The shipped reconstruction model, or (None, why) where torch or weights are missing."""
+    from .._deps import extra_for
+    from ..errors import MissingDependencyError, SciEdgeError
+
     try:
         from ..models.pretrained import load_pretrained
-    except ImportError as exc:
-        return None, f"{exc.name} is not installed (pip install 'sci_edge[train]')"
-    from ..errors import DataError
+    except MissingDependencyError as exc:
+        return None, str(exc)
+    except ModuleNotFoundError as exc:
+        extra = extra_for(exc.name)
+        if extra is None:
+            raise
+        return None, f"{exc.name} is not installed (pip install 'sci_edge[{extra}]')"
 
     try:
         return load_pretrained("recon"), ""
-    except DataError as exc:
+    except SciEdgeError as exc:     # weights missing or unreadable: the demo goes on without
         return None, str(exc)
 
 
+def _reconstruct_sci(model, spikes, times, gain, quiet: bool):
+    with progress(len(times), "demo: SCI", quiet, unit="frame") as bar:
+        return model.reconstruct(spikes, times, gain, progress=bar.update)
+
+
 def run_demo(out_dir: Path, *, image: str = "camera", size=(256, 256), motion: str = "mixed",
-             speed: float = 0.3, alpha: float = 0.6, seed: int = 0, verbose: bool = True) -> dict:
+             speed: float = 0.3, alpha: float = 0.6, seed: int = 0, verbose: bool = True,
+             quiet: bool = False) -> dict:
     from ..data.scenes import make_scene_sequence
     from ..io import read_dat, save_png, write_dat
     from ..metrics import psnr, ssim
     from ..recon import tfi_many, tfp_many
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_dir(out_dir)
     t0 = time.perf_counter()
     seq = make_scene_sequence(image, size=size, motion=motion, speed=speed, num_steps=DEMO_STEPS,
                               times=list(DEMO_TIMES), alpha=alpha, seed=seed)
@@ -64,7 +110,7 @@ def run_demo(out_dir: Path, *, image: str = "camera", size=(256, 256), motion: s
     model, why_not = _learned_model()
     if model is not None:
         t1 = time.perf_counter()
-        rec["sci"] = model.reconstruct(seq.spikes, times, alpha)
+        rec["sci"] = _reconstruct_sci(model, seq.spikes, times, alpha, quiet)
         t_sci = time.perf_counter() - t1
     rows = []
     for i, t in enumerate(times):

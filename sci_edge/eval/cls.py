@@ -8,12 +8,14 @@ import numpy as np
 
 def evaluate_cls(model, *, root=None, limit: int | None = None, batch: int = 64,
                  seed: int = 0, gain=0.8, speed=(0.05, 0.15), size: int = 32,
-                 noise=None) -> dict:
+                 noise=None, progress=None) -> dict:
     """Accuracy on the S-MNIST test split (2000 digits never used in training).
 
     The defaults are the reference setting (README's figure); ``gain``, ``speed``
     (px per step, a number or a range), ``size`` (canvas, >= 28) and ``noise``
-    (a NoiseModel) probe how far the classifier carries to other cameras."""
+    (a NoiseModel) probe how far the classifier carries to other cameras.
+    ``progress``: called with the number of digits just classified, batch by batch
+    (e.g. a tqdm bar's ``update``)."""
     from ..data.mnist import SMNIST
 
     span = model.config.span
@@ -28,6 +30,8 @@ def evaluate_cls(model, *, root=None, limit: int | None = None, batch: int = 64,
         labels = np.array([y for _, y in items])
         pred = model.classify(spikes).argmax(axis=1)
         np.add.at(confusion, (labels, pred), 1)
+        if progress is not None:
+            progress(len(items))
     correct = np.diag(confusion)
     support = confusion.sum(axis=1)
     predicted = confusion.sum(axis=0)

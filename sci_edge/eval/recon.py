@@ -68,11 +68,12 @@ def _frames(data: str, root, limit: int | None, size, speeds, gains):
 
 def evaluate_recon(model=None, *, data: str = "scenes", root=None, limit: int | None = None,
                    size=SCENES_SIZE, speeds=SCENES_SPEEDS, gains=SCENES_GAINS,
-                   ensemble: bool = False) -> dict:
+                   ensemble: bool = False, progress=None) -> dict:
     """PSNR/SSIM per frame and on average; ``model`` None evaluates the baselines only.
     ``speeds``, ``gains`` (scenes only): (low, high) ranges of camera speed (px per
     step) and gain.
-    ``ensemble`` also scores the model's 8-transform self-ensemble (keys ``sci_ens_*``)."""
+    ``ensemble`` also scores the model's 8-transform self-ensemble (keys ``sci_ens_*``).
+    ``progress``: called with 1 after each frame is scored (e.g. a tqdm bar's ``update``)."""
     rows = []
     frames = _frames(data, root, limit, size, tuple(speeds), tuple(gains))
     for name, spikes, gt, t, gain in frames:
@@ -87,6 +88,8 @@ def evaluate_recon(model=None, *, data: str = "scenes", root=None, limit: int | 
             row[f"{key}_ssim"] = ssim(img, gt)
         row["tfp_best_psnr"] = max(psnr(tfp(spikes, t, h, gain), gt) for h in TFP_ORACLE_WINDOWS)
         rows.append(row)
+        if progress is not None:
+            progress(1)
     keys = [k for k in rows[0] if k.endswith(("_psnr", "_ssim"))] if rows else []
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     out = {"data": data, "frames": len(rows), "tfp_half_window": TFP_HALF_WINDOW,

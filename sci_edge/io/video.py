@@ -2,10 +2,12 @@
 
 Frames come out as float32 (H, W) grayscale in [0, 1] (ITU-R BT.601 luma).
 Videos other than GIF/TIFF are decoded by the ``ffmpeg`` program, which must
-be on PATH (``apt-get install ffmpeg``).
+be on PATH (``apt-get install ffmpeg``); :func:`write_video` encodes
+reconstructions to .mp4/.mkv/.avi through it too.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -124,3 +126,71 @@ def iter_video_frames(path: str | Path,
         code = proc.wait()
     if code != 0 or frames == 0:
         raise DataError(f"{path}: ffmpeg could not decode the video: {err.strip()[:300]}")
+
+
+# container (ffmpeg -f) of each video suffix write_video takes
+WRITE_VIDEO_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi"}
+
+
+def ffmpeg_path() -> str | None:
+    """The ffmpeg program on PATH, or None."""
+    return shutil.which("ffmpeg")
+
+
+def write_video(path: str | Path, frames, fps: float = 10.0, *, crf: int = 18) -> Path:
+    """Encode grayscale frames ((H, W) floats in [0, 1], clipped, or uint8) as an H.264
+    video (.mp4, .mkv or .avi by the suffix) through ffmpeg on PATH.
+
+    Raw gray8 frames are piped to ``ffmpeg -f rawvideo -pix_fmt gray``; the output
+    is yuv420p (what players expect), odd sizes padded by one black row/column. It
+    is written to a temp file beside ``path`` and renamed on success, so a failure
+    leaves no half-written video."""
+    from ..errors import MissingDependencyError, OutputError
+    from ._atomic import atomic_path
+    from .images import to_uint8
+
+    path = Path(path)
+    fmt = WRITE_VIDEO_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(path, f"video output must end in {', '.join(WRITE_VIDEO_FORMATS)}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    ffmpeg = ffmpeg_path()
+    if ffmpeg is None:
+        raise MissingDependencyError("ffmpeg", None, f"needed on PATH to write {path.suffix} "
+                                                     "video; or write a .gif or PNGs")
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise ValueError("no frames to write")
+    first = first if getattr(first, "dtype", None) == np.uint8 else to_uint8(first)
+    h, w = first.shape
+    with atomic_path(path) as tmp:
+        cmd = [ffmpeg, "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "gray",
+               "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-",
+               "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-crf", str(crf),
+               "-pix_fmt", "yuv420p", "-f", fmt, str(tmp)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        broken = False
+        try:
+            proc.stdin.write(np.ascontiguousarray(first).tobytes())
+            for frame in it:
+                img = frame if getattr(frame, "dtype", None) == np.uint8 else to_uint8(frame)
+                if img.shape != (h, w):
+                    raise ValueError(f"frame of size {img.shape} among {(h, w)} frames")
+                proc.stdin.write(np.ascontiguousarray(img).tobytes())
+        except BrokenPipeError:
+            broken = True   # ffmpeg stopped early; its message follows
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        err = proc.stderr.read().decode(errors="replace")
+        code = proc.wait()
+        if code != 0 or broken:
+            raise OutputError(path, f"ffmpeg could not encode the video: {err.strip()[:300]}")
+    return path

@@ -91,6 +91,8 @@ def test_bench_sim_json(capsys):
     doc = json.loads(out)
     assert doc["benchmark"] == "sim" and doc["bit_exact_vs_reference"] is True
     assert doc["kernel_pixel_steps_per_s"] > 0 and doc["reference_pixel_steps_per_s"] > 0
+    assert doc["simulate_pixel_steps_per_s"] > 0 and doc["simulate_packed_pixel_steps_per_s"] > 0
+    assert doc["kernel_generic_pixel_steps_per_s"] > 0 and doc["simd"] in ("avx2", "generic")
 
 
 def test_simulate_folder_and_video(capsys, tmp_path):

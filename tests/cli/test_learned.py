@@ -11,7 +11,7 @@ from sci_edge.models import SCIConfig, SCIModel  # noqa: E402
 from sci_edge.models.cloud.analysis import AnalysisConfig  # noqa: E402
 from sci_edge.models.end.fem import FEMConfig  # noqa: E402
 from sci_edge.models.pretrained import SHIPPED, load_pretrained, pretrained_path  # noqa: E402
-from sci_edge.train.checkpoint import save_checkpoint  # noqa: E402
+from sci_edge.models.checkpoint import save_checkpoint  # noqa: E402
 
 
 def _tiny_checkpoint(path, task="recon"):
@@ -133,6 +133,7 @@ def test_shipped_models_read_one_feature_stream():
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_reconstruct_sci_on_real_recording(capsys, tmp_path):
     from PIL import Image
 
@@ -152,3 +153,26 @@ def test_reconstruct_sci_on_real_recording(capsys, tmp_path):
     ref = tfp(read_dat(car, 250, 400), 100, 20, 0.8)
     assert np.corrcoef(img.ravel(), ref.ravel())[0, 1] > 0.9
     assert abs(img.mean() - ref.mean()) < 0.05
+
+
+def test_eval_text_or_json(capsys, tmp_path):
+    pytest.importorskip("skimage")
+    weights = _tiny_checkpoint(tmp_path / "w.pt")
+    argv = ["eval", "recon", "--weights", str(weights), "--limit", "1"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("scenes: 1 frames  SCI") and err == ""
+    assert main(argv + ["--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["frames"] == 1 and err == ""
+
+
+def test_reconstruct_sci_json_reports_the_run(capsys, tmp_path, random_spikes):
+    weights = _tiny_checkpoint(tmp_path / "w.pt")
+    dat = write_dat(tmp_path / "s.dat", random_spikes(30, 8, 16))
+    assert main(["reconstruct", str(dat), "--height", "8", "--width", "16", "--method", "sci",
+                 "--weights", str(weights), "--gain", "auto", "--at", "10,12", "--quiet",
+                 "-o", str(tmp_path / "rec"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["method"] == "sci" and doc["gain_source"] == "auto" and 0 < doc["gain"] <= 1
+    assert doc["times"] == [10, 12] and len(doc["files"]) == 2

@@ -86,3 +86,15 @@ def test_cls_other_camera_settings():
     assert doc["samples"] == 8
     assert doc["setting"]["gain"] == 0.5 and doc["setting"]["speed"] == [0.3, 0.3]
     assert doc["setting"]["size"] == 28 and doc["setting"]["noise"]["dark_rate"] > 0
+
+
+def test_progress_callbacks():
+    seen = []
+    doc = evaluate_recon(None, data="scenes", limit=3, size=(32, 32), progress=seen.append)
+    assert seen == [1, 1, 1] and doc["frames"] == 3
+    need_shared("mnist")
+    torch.manual_seed(0)
+    model = SCIModel(SCIConfig(task="cls", **TINY))
+    seen = []
+    evaluate_cls(model, limit=10, batch=4, progress=seen.append)
+    assert seen == [4, 4, 2]
