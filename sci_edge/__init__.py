@@ -1,8 +1,10 @@
 """sci_edge: spike coding for intelligence on the edge.
 
-Subpackages: sim (IF camera simulator), io (spike files), recon (TFP/TFI and
-the learned reconstruction), data (data sets), edge (torch-free end-side
-kernels), models (torch: FEM and cloud-side analysis), train, eval, bench, cli.
+Subpackages: sim (IF camera simulator), io (spike files and sources), recon
+(TFP/TFI), data (data sets), edge (torch-free end-side kernels), models (torch:
+the end side's FEM and the cloud side's analysis and heads), train, eval,
+bench, profiling, cli. ``stream.FeatureStream`` is the seam between end side
+and cloud side.
 """
 __version__ = "0.1.0"
 

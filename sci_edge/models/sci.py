@@ -10,6 +10,7 @@ times are clipped so that every window lies inside it (at least 13 frames).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,6 +18,10 @@ from torch import nn
 
 from .cloud.analysis import AnalysisConfig, LongTermAnalysis
 from .cloud.heads import ClassificationHead, ReconstructionHead
+from ..errors import DataError
+from ..io.source import ArraySource, SpikeSource
+from ..stream import FeatureStream
+from .end.extract import FeatureExtractor, feature_times, transform_window, untransform
 from .end.fem import FEM, HALF_WINDOW, WINDOW, FEMConfig
 from .layers import pad_to_multiple
 
@@ -38,10 +43,16 @@ class SCIConfig:
     dropout: float = 0.0        # classification head only (training)
 
     def __post_init__(self):
+        from ..config import FieldError, check_fields
+
+        check_fields(self)      # types; FEMConfig and AnalysisConfig check their own values
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise FieldError("task", f"must be one of {', '.join(map(repr, TASKS))}, "
+                                     f"got {self.task!r}")
+        if self.num_classes < 1:
+            raise FieldError("num_classes", f"must be >= 1, got {self.num_classes!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict:
         return {"task": self.task, "fem": self.fem.to_dict(),
@@ -50,23 +61,16 @@ class SCIConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SCIConfig":
-        return cls(task=d.get("task", "recon"), fem=FEMConfig(**d.get("fem", {})),
-                   analysis=AnalysisConfig(**d.get("analysis", {})),
-                   num_classes=int(d.get("num_classes", 10)),
-                   dropout=float(d.get("dropout", 0.0)))
+        """The inverse of to_dict (a checkpoint's model_config); missing keys take the
+        defaults, unknown keys and bad values raise ConfigError (a ValueError)."""
+        from ..config import build
+
+        return build(cls, d)
 
     @property
     def span(self) -> int:
         """Spike frames one output needs (41 with the defaults)."""
         return WINDOW + 2 * self.analysis.neighbors * self.analysis.stride
-
-
-def feature_times(t: int, num_frames: int, neighbors: int, stride: int) -> list[int]:
-    """Centre times of the 2K+1 FEM windows for an output at t, clipped inside."""
-    if num_frames < WINDOW:
-        raise ValueError(f"the SCI model needs at least {WINDOW} spike frames, got {num_frames}")
-    lo, hi = HALF_WINDOW, num_frames - 1 - HALF_WINDOW
-    return [min(max(t + k * stride, lo), hi) for k in range(-neighbors, neighbors + 1)]
 
 
 def gather_windows(spikes: torch.Tensor, centres: list[int]) -> torch.Tensor:
@@ -79,27 +83,24 @@ def fem_features(fem: FEM, spikes, stride: int, *, start: int = HALF_WINDOW,
                  batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """End-side feature stream: F_t for t = start, start+stride, ... while the
     13-frame window fits. Returns (times (N,), features (N, H, W) float32)."""
-    arr = np.asarray(spikes)
-    if arr.ndim != 3:
-        raise ValueError(f"spikes must be (T, H, W), got shape {arr.shape}")
+    source = _as_spike_source(spikes)
     if int(stride) != stride or stride < 1:
-        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        raise DataError(f"stride must be an integer >= 1, got {stride!r}")
     if start < HALF_WINDOW:
-        raise ValueError(f"start must be >= {HALF_WINDOW} (the window reaches back that far)")
-    times = np.arange(start, arr.shape[0] - HALF_WINDOW, int(stride), dtype=np.int64)
-    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.uint8))[None]
-    dev = next(fem.parameters()).device
-    fem.eval()
-    out = []
-    for i in range(0, len(times), batch):
-        win = gather_windows(x, [int(t) for t in times[i:i + batch]])[0]
-        out.append(fem(win.to(dev, torch.float32))[:, 0].cpu().numpy())
-    feats = np.concatenate(out) if out else np.zeros((0, *arr.shape[1:]), np.float32)
-    return times, feats
+        raise DataError(f"start must be >= {HALF_WINDOW} (the window reaches back that far)")
+    if source.num_frames < WINDOW:     # no window fits: an empty stream
+        return np.zeros(0, np.int64), np.zeros((0, source.height, source.width), np.float32)
+    stream = FeatureExtractor(fem, source, batch=batch).grid_stream(stride, start=start)
+    return stream.times, stream.features
 
 
 class SCIModel(nn.Module):
-    """Spike windows -> firing-rate image (task "recon") or logits ("cls")."""
+    """Spike windows -> firing-rate image (task "recon") or logits ("cls").
+
+    Inference goes through the end/cloud seam: the end side (``extractor``)
+    produces a :class:`~sci_edge.stream.FeatureStream`, the cloud side
+    (``reconstruct_stream`` / ``classify_stream``) consumes one, whoever made it.
+    ``forward`` (spike windows -> output) is the training path."""
 
     def __init__(self, config: SCIConfig | None = None):
         super().__init__()
@@ -121,12 +122,18 @@ class SCIModel(nn.Module):
 
     def analyse(self, features: torch.Tensor, flows: torch.Tensor | None = None) -> torch.Tensor:
         """Cloud side: features (B, N, H, W) -> rate image (B, 1, H, W) or logits."""
+        padded, size = pad_to_multiple(features, SPATIAL_MULTIPLE)
+        return self._analyse_padded(padded, size, flows)
+
+    def _analyse_padded(self, padded: torch.Tensor, size: tuple[int, int],
+                        flows: torch.Tensor | None = None,
+                        encoded: torch.Tensor | None = None) -> torch.Tensor:
         K = self.config.analysis.neighbors
-        padded, (H, W) = pad_to_multiple(features, SPATIAL_MULTIPLE)
+        H, W = size
         if flows is not None and padded.shape[-2:] != (H, W):
             flows = pad_to_multiple(flows.flatten(1, 2), SPATIAL_MULTIPLE)[0]
             flows = flows.view(*flows.shape[:1], -1, 2, *padded.shape[-2:])
-        y, _ = self.analysis(padded, flows)
+        y, _ = self.analysis(padded, flows, encoded)
         out = self.head(y, padded[:, K:K + 1])
         return out[..., :H, :W] if self.config.task == "recon" else out
 
@@ -140,82 +147,262 @@ class SCIModel(nn.Module):
         a = self.config.analysis
         return gather_windows(spikes, feature_times(t, spikes.shape[1], a.neighbors, a.stride))
 
+    # --- the seam --------------------------------------------------------------------
+    def output_times(self, t: int, num_steps: int) -> list[int]:
+        """The feature times the output at spike time t reads (2K+1, clipped inside)."""
+        a = self.config.analysis
+        return feature_times(int(t), int(num_steps), a.neighbors, a.stride)
+
+    def extractor(self, spikes, **options) -> FeatureExtractor:
+        """The end side in process over ``spikes`` (an array or a SpikeSource)."""
+        return FeatureExtractor(self.fem, spikes, **options)
+
+    @torch.no_grad()
+    def reconstruct_stream(self, stream: FeatureStream, times, *, gain: float | None = None,
+                           progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """Cloud side: intensity images (len(times), H, W) from a feature stream.
+
+        Each output at t reads the stream's features at ``output_times(t)``; they
+        must all be in the stream. The gain comes from the stream unless given."""
+        gain = stream.gain if gain is None else gain
+        _check_gain(gain)
+        source = _StreamFeatures(stream)
+        rates = self._rates(source, list(times), stream.num_steps, progress, flows=stream)
+        return np.clip(rates / gain, 0.0, 1.0).astype(np.float32)
+
     @torch.no_grad()
     def reconstruct(self, spikes, times, gain: float, *, ensemble: bool = False,
-                    tile: int | None = None, device: str | None = None) -> np.ndarray:
+                    tile: int | None = None, device: str | None = None,
+                    progress: Callable[[float], None] | None = None) -> np.ndarray:
         """Intensity images (len(times), H, W) = predicted firing rate / gain, in [0, 1].
 
+        ``spikes``: a (T, H, W) array or a :class:`~sci_edge.io.SpikeSource` (read
+        window by window, so a long recording stays on disk). Each FEM feature is
+        computed once and shared by every output that reads it, and so is its
+        cloud-side encoding: outputs ``stride`` steps apart cost about one FEM
+        window each instead of 2K+1.
         ``ensemble``: average the model over the 8 flips and quarter turns of the
         spike windows (8x the compute; +0.2 dB on the REDS pairs). It needs the
         spikes: flipping decoded features instead loses about 1 dB, because the
         FEM's spatial layers are not flip-equivariant.
         ``tile``: run the model on tiles of this many pixels a side, each read
         with a ``TILE_MARGIN`` border of context, so memory stays bounded on
-        large sensors (a 1000x1000 frame: 8.3 GB whole, 1.7 GB in tiles of 256).
-        """
+        large sensors.
+        ``progress``: called with the fraction of one output just finished."""
         if self.config.task != "recon":
-            raise ValueError("this model classifies; it does not reconstruct")
-        if not np.isfinite(gain) or gain <= 0:
-            raise ValueError(f"gain must be positive, got {gain!r}")
-        if tile is not None and (int(tile) != tile or tile < MIN_TILE):
-            raise ValueError(f"tile must be an integer >= {MIN_TILE} pixels, got {tile!r}")
-        tile = None if tile is None else int(tile)
-        arr = np.asarray(spikes)
-        if arr.ndim != 3:
-            raise ValueError(f"spikes must be (T, H, W), got shape {arr.shape}")
+            raise DataError("this model classifies; it does not reconstruct")
+        _check_gain(gain)
+        tile = _check_tile(tile)
+        source = _as_spike_source(spikes)
+        T, H, W = source.shape
+        times = [_check_time(t, T) for t in times]
         dev = torch.device(device or next(self.parameters()).device)
+        self.eval()
+        passes = [(turns, flip) for turns in range(4) for flip in (False, True)] \
+            if ensemble else [(0, False)]
+        regions = _tiles(H, W, tile)
+        step = None if progress is None else (lambda f: progress(f / len(passes) / len(regions)))
+        rate = np.zeros((len(times), H, W), np.float32)
+        for region, keep in regions:
+            (ya, _, xa, _), (y0, y1, x0, x1) = region, keep
+            total = None
+            for tf in passes:
+                ext = FeatureExtractor(self.fem, source, region=region, transform=tf, device=dev)
+                r = self._rates(ext, times, T, step, transform=tf)
+                total = r if total is None else total + r
+            part = total / len(passes) if len(passes) > 1 else total
+            rate[:, y0:y1, x0:x1] = part[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+        return np.clip(rate / gain, 0.0, 1.0).astype(np.float32)
+
+    @torch.no_grad()
+    def _rates(self, features, times: list[int], num_steps: int, progress, *,
+               transform: tuple[int, bool] = (0, False), flows: FeatureStream | None = None
+               ) -> np.ndarray:
+        """(len(times), h, w) rates: outputs served in time order, every feature and
+        its encoding computed once and dropped when no later output needs it."""
+        order = sorted(range(len(times)), key=lambda i: times[i])
+        needs = [self.output_times(times[i], num_steps) for i in order]
+        enc: dict[int, torch.Tensor] = {}
+        out: list[np.ndarray | None] = [None] * len(times)
+        lookahead = max(1, getattr(features, "batch", 1))
+        dev = next(self.parameters()).device
+        for j, i in enumerate(order):
+            ft = needs[j]
+            # fill whole FEM batches: the features of the next outputs come along
+            upcoming = [u for n in needs[j:j + lookahead] for u in n]
+            features.compute(upcoming)
+            feats = features.get(ft).to(dev)
+            padded, size = pad_to_multiple(feats[None], SPATIAL_MULTIPLE)
+            first = {u: k for k, u in reversed(list(enumerate(ft)))}
+            missing = [k for u, k in first.items() if u not in enc]
+            if missing:
+                e = self.analysis.encode_features(padded[:, missing])[0]
+                for idx, k in enumerate(missing):
+                    enc[ft[k]] = e[idx]
+            encoded = torch.stack([enc[u] for u in ft])[None]
+            y = self._analyse_padded(padded, size, _given_flows(flows, ft, self.config),
+                                     encoded)
+            out[i] = untransform(y, transform)[0, 0].cpu().numpy()
+            nxt = min(needs[j + 1]) if j + 1 < len(needs) else None
+            if nxt is not None:
+                features.release(nxt)
+                for u in [u for u in enc if u < nxt]:
+                    del enc[u]
+            if progress is not None:
+                progress(1.0)
+        return np.stack(out) if out else np.zeros((0, 0, 0), np.float32)
+
+    @torch.no_grad()
+    def classify_stream(self, streams, t: int | None = None) -> np.ndarray:
+        """Cloud side: logits (B, classes) from one feature stream per sequence,
+        at spike time t (default: the middle), one batch."""
+        if self.config.task != "cls":
+            raise DataError("this model reconstructs; it does not classify")
+        streams = [streams] if isinstance(streams, FeatureStream) else list(streams)
+        feats = []
+        for s in streams:
+            tt = s.num_steps // 2 if t is None else int(t)
+            feats.append(s.at(self.output_times(tt, s.num_steps)))
+        dev = next(self.parameters()).device
+        return self.analyse(torch.from_numpy(np.stack(feats)).to(dev)).cpu().numpy()
+
+    @torch.no_grad()
+    def classify(self, spikes, *, t: int | None = None, device: str | None = None,
+                 batch: int = 64) -> np.ndarray:
+        """Logits (B, classes) for spikes (B, T, H, W) (or one (T, H, W)) at t
+        (default: the middle): the FEM makes each sequence's feature stream, the
+        cloud side classifies the streams, ``batch`` sequences at a time."""
+        if self.config.task != "cls":
+            raise DataError("this model reconstructs; it does not classify")
+        x = np.asarray(spikes)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4:
+            raise DataError(f"spikes must be (B, T, H, W) or (T, H, W), got shape {x.shape}")
+        T = x.shape[1]
+        tt = T // 2 if t is None else _check_time(t, T)
+        ft = self.output_times(tt, T)
+        dev = torch.device(device or next(self.parameters()).device)
+        self.eval()
+        self.to(dev)
+        out = []
+        for b0 in range(0, x.shape[0], batch):
+            part = x[b0:b0 + batch].astype(np.uint8, copy=False)
+            # all windows of the batch through the FEM at once, then one stream each
+            uniq = sorted(set(ft))
+            wins = torch.from_numpy(np.ascontiguousarray(
+                np.stack([part[:, c - HALF_WINDOW:c + HALF_WINDOW + 1] for c in uniq], 1)))
+            f = self.extract(wins.to(dev, torch.float32)).cpu().numpy()
+            streams = [FeatureStream(times=np.array(uniq), features=fb, num_steps=T)
+                       for fb in f]
+            out.append(self.classify_stream(streams, tt))
+        return np.concatenate(out)
+
+    @torch.no_grad()
+    def reconstruct_windowed(self, spikes, times, gain: float, *, ensemble: bool = False,
+                             tile: int | None = None) -> np.ndarray:
+        """The per-output path: every output runs the whole model on its own 2K+1
+        spike windows, sharing nothing. Kept as the reference that
+        :meth:`reconstruct` is checked against (tests, ``sci-edge bench recon``)."""
+        _check_gain(gain)
+        tile = _check_tile(tile)
+        arr = np.asarray(spikes)
         x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.uint8))[None]
+        dev = next(self.parameters()).device
         self.eval()
         out = []
         for t in times:
-            if not 0 <= int(t) < arr.shape[0]:
-                raise ValueError(f"time {t} outside 0..{arr.shape[0] - 1}")
-            windows = self.windows_at(x, int(t))
-            rate = self._rate_tiled(windows, dev, ensemble, tile)
+            windows = self.windows_at(x, _check_time(t, arr.shape[0]))
+            H, W = windows.shape[-2:]
+            rate = np.empty((H, W), np.float32)
+            for (ya, yb, xa, xb), (y0, y1, x0, x1) in _tiles(H, W, tile):
+                part = self._rate_windows(windows[..., ya:yb, xa:xb], dev, ensemble)
+                rate[y0:y1, x0:x1] = part[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
             out.append(np.clip(rate / gain, 0.0, 1.0))
         return np.stack(out).astype(np.float32)
 
-    def _rate_tiled(self, windows: torch.Tensor, dev, ensemble: bool,
-                    tile: int | None) -> np.ndarray:
-        """(1, N, 13, H, W) uint8 windows -> (H, W) firing rate, tile by tile."""
-        H, W = windows.shape[-2:]
-        if tile is None or (H <= tile and W <= tile):
-            return self._rate(windows, dev, ensemble)
-        rate = np.empty((H, W), np.float32)
-        for y0 in range(0, H, tile):
-            for x0 in range(0, W, tile):
-                y1, x1 = min(y0 + tile, H), min(x0 + tile, W)
-                ya, xa = (max(v - TILE_MARGIN, 0) // SPATIAL_MULTIPLE * SPATIAL_MULTIPLE
-                          for v in (y0, x0))
-                yb, xb = min(y1 + TILE_MARGIN, H), min(x1 + TILE_MARGIN, W)
-                part = self._rate(windows[..., ya:yb, xa:xb], dev, ensemble)
-                rate[y0:y1, x0:x1] = part[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
-        return rate
-
-    def _rate(self, windows: torch.Tensor, dev, ensemble: bool) -> np.ndarray:
+    def _rate_windows(self, windows: torch.Tensor, dev, ensemble: bool) -> np.ndarray:
         win = windows.to(dev, torch.float32)
-        if not ensemble:
-            return self(win)[0, 0].cpu().numpy()
+        passes = [(turns, flip) for turns in range(4) for flip in (False, True)] \
+            if ensemble else [(0, False)]
         total = None
-        for turns in range(4):
-            for flip in (False, True):
-                w = torch.rot90(win, turns, dims=(3, 4))
-                w = w.flip(4) if flip else w
-                r = self(w)
-                r = r.flip(3) if flip else r
-                r = torch.rot90(r, -turns, dims=(2, 3))
-                total = r if total is None else total + r
-        return (total / 8)[0, 0].cpu().numpy()
+        for tf in passes:
+            r = untransform(self(transform_window(win, tf)), tf)
+            total = r if total is None else total + r
+        return (total / len(passes))[0, 0].cpu().numpy()
 
-    @torch.no_grad()
-    def classify(self, spikes, *, t: int | None = None, device: str | None = None) -> np.ndarray:
-        """Logits (B, classes) for spikes (B, T, H, W) at t (default: the middle)."""
-        if self.config.task != "cls":
-            raise ValueError("this model reconstructs; it does not classify")
-        x = torch.as_tensor(np.asarray(spikes, dtype=np.uint8))
-        if x.ndim == 3:
-            x = x[None]
-        t = x.shape[1] // 2 if t is None else t
-        dev = torch.device(device or next(self.parameters()).device)
-        self.eval()
-        return self(self.windows_at(x, t).to(dev, torch.float32)).cpu().numpy()
+
+class _StreamFeatures:
+    """A FeatureStream behind the extractor's compute/get/release interface."""
+
+    batch = 1
+
+    def __init__(self, stream: FeatureStream):
+        self.stream = stream
+        self.device = torch.device("cpu")
+
+    def compute(self, times) -> None:
+        pass
+
+    def get(self, times) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.stream.at(times)))
+
+    def release(self, before: int) -> None:
+        pass
+
+
+def _given_flows(stream: FeatureStream | None, ft: list[int], config: SCIConfig):
+    """Motion vectors supplied with the stream for this output, (1, 2K, 2, H, W), or None
+    (the analysis estimates its own). All 2K must be given, or none."""
+    if stream is None or not stream.flows:
+        return None
+    K = config.analysis.neighbors
+    centre = ft[K]
+    pairs = [stream.flow(centre, u) for k, u in enumerate(ft) if k != K]
+    if any(p is None for p in pairs):
+        return None
+    return torch.from_numpy(np.stack(pairs).astype(np.float32))[None]
+
+
+def _check_gain(gain) -> None:
+    if gain is None or not np.isfinite(gain) or gain <= 0:
+        raise DataError(f"gain must be positive, got {gain!r}")
+
+
+def _check_tile(tile):
+    if tile is None:
+        return None
+    if int(tile) != tile or tile < MIN_TILE:
+        raise DataError(f"tile must be an integer >= {MIN_TILE} pixels, got {tile!r}")
+    return int(tile)
+
+
+def _check_time(t, T: int) -> int:
+    if int(t) != t or not 0 <= int(t) < T:
+        raise DataError(f"spike time {t} outside 0..{T - 1}")
+    return int(t)
+
+
+def _as_spike_source(spikes) -> SpikeSource:
+    if isinstance(spikes, SpikeSource):
+        return spikes
+    arr = np.asarray(spikes)
+    if arr.ndim != 3:
+        raise DataError(f"spikes must be (T, H, W), got shape {arr.shape}")
+    return ArraySource(arr)
+
+
+def _tiles(H: int, W: int, tile: int | None):
+    """[(read region, kept region)]: each tile read with a TILE_MARGIN border, the
+    read region starting on the SPATIAL_MULTIPLE grid so it sees the frame's grid."""
+    if tile is None or (H <= tile and W <= tile):
+        return [((0, H, 0, W), (0, H, 0, W))]
+    out = []
+    for y0 in range(0, H, tile):
+        for x0 in range(0, W, tile):
+            y1, x1 = min(y0 + tile, H), min(x0 + tile, W)
+            ya, xa = (max(v - TILE_MARGIN, 0) // SPATIAL_MULTIPLE * SPATIAL_MULTIPLE
+                      for v in (y0, x0))
+            yb, xb = min(y1 + TILE_MARGIN, H), min(x1 + TILE_MARGIN, W)
+            out.append(((ya, yb, xa, xb), (y0, y1, x0, x1)))
+    return out

@@ -49,6 +49,7 @@ def test_argument_errors():
     assert set(LEAF_SHAPES) == {"disk", "rect"}
 
 
+@pytest.mark.slow
 def test_natural_scenes_mix_in_dead_leaves():
     pytest.importorskip("skimage")
     kwargs = dict(size=16, num_steps=5, length=6, seed=3)

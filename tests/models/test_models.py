@@ -117,6 +117,7 @@ def test_reconstruct_ensemble_is_flip_equivariant():
     assert not np.allclose(model.reconstruct(moved, [20], 0.5)[0], plain[..., ::-1], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_reconstruct_tiled_matches_full_frame():
     from sci_edge.models.pretrained import load_pretrained
 

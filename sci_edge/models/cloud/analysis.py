@@ -9,7 +9,7 @@ merged, and [previous, centre, subsequent] are fused into Y_t.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -22,12 +22,21 @@ from .flow import FlowEstimator, warp
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    neighbors: int = 2       # K features on each side of t
-    stride: int = 7          # spike steps between consecutive features
-    width: int = 24
-    fuse_blocks: int = 2     # ResBlocks after fusion, at each U-Net level
-    encoder_blocks: int = 1  # ResBlocks of the per-feature encoder
-    fuse_levels: int = 0     # U-Net levels of the fusion (0: full resolution only)
+    neighbors: int = field(default=2, metadata={"min": 1})       # K features on each side of t
+    stride: int = field(default=7, metadata={"min": 1})          # spike steps between features
+    width: int = field(default=24, metadata={"min": 1})
+    fuse_blocks: int = field(default=2, metadata={"min": 0})     # ResBlocks after fusion, at
+                                                                 # each U-Net level
+    encoder_blocks: int = field(default=1, metadata={"min": 0})  # ResBlocks of the per-feature
+                                                                 # encoder
+    fuse_levels: int = field(default=0, metadata={"min": 0})     # U-Net levels of the fusion
+                                                                 # (0: full resolution only)
+
+    def __post_init__(self):
+        # checked here, not only when loading a TOML file: checkpoints and code build it too
+        from ...config import check_fields
+
+        check_fields(self)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,14 +117,22 @@ class LongTermAnalysis(nn.Module):
         nb = torch.cat(neighbours, dim=1).reshape(B * (N - 1), 1, H, W)
         return self.flow(ref, nb).view(B, N - 1, 2, H, W)
 
-    def forward(self, features: torch.Tensor, flows: torch.Tensor | None = None):
+    def encode_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, N, H, W) features -> (B, N, width, H, W): each feature alone, so an
+        encoding can be shared by every output that reads that feature."""
+        B, N, H, W = features.shape
+        return self.encode(features.reshape(B * N, 1, H, W)).view(B, N, -1, H, W)
+
+    def forward(self, features: torch.Tensor, flows: torch.Tensor | None = None,
+                encoded: torch.Tensor | None = None):
+        """``encoded``: ``encode_features(features)`` computed beforehand (cached)."""
         B, N, H, W = features.shape
         K = self.config.neighbors
         if N != 2 * K + 1:
             raise ValueError(f"expected {2 * K + 1} features, got {N}")
         if flows is None:
             flows = self.estimate_flows(features)
-        enc = self.encode(features.reshape(B * N, 1, H, W)).view(B, N, -1, H, W)
+        enc = self.encode_features(features) if encoded is None else encoded
         centre = enc[:, K]
         prev = [self.afr_prev(centre, enc[:, i], flows[:, i]) for i in range(K)]
         nxt = [self.afr_next(centre, enc[:, K + 1 + i], flows[:, K + i]) for i in range(K)]
