@@ -27,3 +27,4 @@ def random_spikes(rng):
     def make(T=9, H=7, W=13, p=0.3):
         return (rng.random((T, H, W)) < p).astype(np.uint8)
     return make
+

@@ -56,7 +56,8 @@ def bench_recon(height: int = 250, width: int = 400, run: int = 20, old_frames: 
         out = fn(spikes, times, gain)
         return out, time.perf_counter() - start
 
-    model.reconstruct_windowed(spikes, [t0], gain)        # warm-up (allocator, oneDNN)
+    for fn in (model.reconstruct_windowed, model.reconstruct):   # warm-up: oneDNN picks its
+        fn(spikes, [t0], gain)                                    # kernels per shape, once
     doc = {"benchmark": "recon", "height": height, "width": width, "threads": threads,
            **cpu_info(), "neighbors": a.neighbors, "stride": a.stride, "run": run,
            "old_frames": old_frames}

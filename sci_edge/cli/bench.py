@@ -6,35 +6,41 @@ from . import args as A
 from .common import add_json, report
 
 
+def _size(b, default: tuple[int, int], what: str = "frame size") -> None:
+    b.add_argument("--size", type=A.size, default=default,
+                   help=f"{what} HxW (default {default[0]}x{default[1]})")
+
+
+def _threads(b, what: str = "threads") -> None:
+    b.add_argument("--threads", type=A.positive_int, help=f"{what} (default: all CPUs)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks (a text summary, or JSON with --json)")
     bsub = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
     b = bsub.add_parser("sim", help="IF simulator: Cython kernel vs numpy reference, "
                                      "pixel-steps/s with interpolation on")
-    b.add_argument("--size", type=A.size, default=(256, 400),
-                   help="sensor size HxW (default 256x400)")
+    _size(b, (256, 400), "sensor size")
     b.add_argument("--frames", type=A.positive_int, default=5,
                    help="luminance frames, >= 2 (default 5)")
     b.add_argument("--steps-per-frame", type=A.positive_int, default=50,
                    help="spike steps per frame, >= 2 (default 50)")
     b.add_argument("--repeats", type=A.positive_int, default=5,
                    help="timed runs; the best is reported (default 5)")
-    b.add_argument("--threads", type=A.positive_int, help="kernel threads (default: all CPUs)")
+    _threads(b, "kernel threads")
     add_json(b)
     b.set_defaults(handler=run_sim)
     b = bsub.add_parser("tfilter", help="binarized temporal filters: popcount kernel vs torch "
                                          "fp32 conv (the FEM's 64-filter bank); needs torch")
-    b.add_argument("--size", type=A.size, default=(256, 256),
-                   help="frame size HxW (default 256x256)")
+    _size(b, (256, 256))
     b.add_argument("--repeats", type=A.positive_int, default=20,
                    help="timed runs (default 20)")
-    b.add_argument("--threads", type=A.positive_int, help="threads (default: all CPUs)")
+    _threads(b)
     add_json(b)
     b.set_defaults(handler=run_tfilter)
     b = bsub.add_parser("flops", help="FLOPs of the end-side FEM and the cloud-side analysis "
                                        "(fvcore: 1 MAC = 1 flop)")
-    b.add_argument("--size", type=A.size, default=(256, 256),
-                   help="frame size HxW (default 256x256)")
+    _size(b, (256, 256))
     b.add_argument("--task", choices=("recon", "cls"), default="recon",
                    help="which shipped model's architecture (default recon)")
     b.add_argument("--weights", help="a stage-II checkpoint (default: the shipped model's "
@@ -43,8 +49,7 @@ def register(sub) -> None:
     b.set_defaults(handler=run_flops)
     b = bsub.add_parser("recon", help="learned reconstruction: the feature-stream path (features "
                                        "shared between outputs) vs the per-output path; needs torch")
-    b.add_argument("--size", type=A.size, default=(250, 400),
-                   help="sensor size HxW (default 250x400)")
+    _size(b, (250, 400), "sensor size")
     b.add_argument("--run", type=A.positive_int, default=20,
                    help="outputs in the timed runs (default 20)")
     b.add_argument("--old-frames", type=A.positive_int, default=3,
@@ -52,7 +57,7 @@ def register(sub) -> None:
                         "(it shares nothing, so its time per frame does not depend on the run; "
                         "default 3)")
     b.add_argument("--weights", help="a stage-II recon checkpoint (default: shipped)")
-    b.add_argument("--threads", type=A.positive_int, help="torch threads (default: all CPUs)")
+    _threads(b, "torch threads")
     add_json(b)
     b.set_defaults(handler=run_recon)
 

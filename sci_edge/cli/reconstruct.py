@@ -156,13 +156,14 @@ def run(ns) -> int:
     if kind == "png":
         check_output_dir(out)
     t0 = time.perf_counter()
-    frames_read = T
+    before = source.frames_read          # the gain estimate's reads are not the method's
     if ns.method == "tfp":
         images, frames_read = _tfp(source, times, ns.window, gain)
     elif ns.method == "tfi":
         images, frames_read = _tfi(source, times, gain)
     else:
         images = _sci(ns, model, source, times, gain)
+        frames_read = source.frames_read - before
     seconds = time.perf_counter() - t0
     files = _write(kind, out, times, images, ns.fps)
     span = f"t = {times[0]}{'..' + str(times[-1]) if len(times) > 1 else ''}"

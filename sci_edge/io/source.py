@@ -22,6 +22,7 @@ class SpikeSource:
     """Frames [0, num_frames) of H x W spikes; ``read(start, count)`` returns a window."""
 
     path: Path | None = None
+    frames_read: int = 0        # frames returned by read() so far (re-reads counted)
     num_frames: int
     height: int
     width: int
@@ -44,6 +45,7 @@ class SpikeSource:
         if start < 0 or count < 0 or start + count > self.num_frames:
             raise SpikeFileError(self.path, f"frames {start}..{start + count - 1} asked for, the "
                                             f"recording has {self.num_frames}")
+        self.frames_read = getattr(self, "frames_read", 0) + int(count)
 
     def read(self, start: int, count: int) -> np.ndarray:
         raise NotImplementedError

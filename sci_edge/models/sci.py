@@ -127,13 +127,13 @@ class SCIModel(nn.Module):
 
     def _analyse_padded(self, padded: torch.Tensor, size: tuple[int, int],
                         flows: torch.Tensor | None = None,
-                        encoded: torch.Tensor | None = None) -> torch.Tensor:
+                        encoded: torch.Tensor | None = None, fast: bool = False) -> torch.Tensor:
         K = self.config.analysis.neighbors
         H, W = size
         if flows is not None and padded.shape[-2:] != (H, W):
             flows = pad_to_multiple(flows.flatten(1, 2), SPATIAL_MULTIPLE)[0]
             flows = flows.view(*flows.shape[:1], -1, 2, *padded.shape[-2:])
-        y, _ = self.analysis(padded, flows, encoded)
+        y, _ = self.analysis(padded, flows, encoded, fast=fast)
         out = self.head(y, padded[:, K:K + 1])
         return out[..., :H, :W] if self.config.task == "recon" else out
 
@@ -241,7 +241,7 @@ class SCIModel(nn.Module):
                     enc[ft[k]] = e[idx]
             encoded = torch.stack([enc[u] for u in ft])[None]
             y = self._analyse_padded(padded, size, _given_flows(flows, ft, self.config),
-                                     encoded)
+                                     encoded, fast=True)
             out[i] = untransform(y, transform)[0, 0].cpu().numpy()
             nxt = min(needs[j + 1]) if j + 1 < len(needs) else None
             if nxt is not None:

@@ -259,21 +259,13 @@ def test_write_errors_name_the_users_path(tmp_path, monkeypatch):
 
 
 # --- 5. streaming input ----------------------------------------------------------------------
-class CountingSource(ArraySource):
-    def __init__(self, spikes):
-        super().__init__(spikes)
-        self.frames_read = 0
-
-    def read(self, start, count):
-        self.frames_read += count
-        return super().read(start, count)
 
 
 def test_tfp_reads_only_its_windows(rng):
     from sci_edge.cli.reconstruct import _tfp
 
     spikes = (rng.random((500, 6, 9)) < 0.3).astype(np.uint8)
-    src = CountingSource(spikes)
+    src = ArraySource(spikes)
     for times in ([250], [3, 100, 140], [490, 499]):
         got, n = _tfp(src, times, 20, 0.7)
         np.testing.assert_array_equal(got, tfp_many(spikes, times, 20, 0.7))
@@ -292,7 +284,7 @@ def test_tfi_windowed_is_identical_to_all_frames(rng):
         got, _ = _tfi(ArraySource(spikes), times, 0.5)
         np.testing.assert_array_equal(got, tfi_many(spikes, times, 0.5))
     dense = (rng.random((3000, 6, 9)) < 0.3).astype(np.uint8)
-    src = CountingSource(dense)
+    src = ArraySource(dense)
     got, n = _tfi(src, [1500, 1510], 0.5)
     np.testing.assert_array_equal(got, tfi_many(dense, [1500, 1510], 0.5))
     assert n < 1000 and src.frames_read < 1000

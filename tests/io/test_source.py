@@ -131,3 +131,11 @@ def test_array_and_packed_sources(random_spikes):
         PackedSource(pack_spikes(spikes).astype(np.int16), 3, 7)
     with pytest.raises(SpikeFileError, match="do not hold"):
         PackedSource(pack_spikes(spikes), 0, 7)
+
+
+def test_sources_count_the_frames_they_read(random_spikes):
+    src = ArraySource(random_spikes(20, 3, 5))
+    assert src.frames_read == 0
+    src.read(2, 5)
+    src.read(0, 3)
+    assert src.frames_read == 8

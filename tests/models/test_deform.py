@@ -4,7 +4,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sci_edge.models.cloud.deform import DeformConv2d, deform_conv2d  # noqa: E402
+from sci_edge.models.cloud.deform import (DeformConv2d, deform_columns, deform_conv2d,  # noqa: E402
+                                          deform_conv2d_gemm)
 
 
 def _bilinear(img: np.ndarray, y: float, x: float) -> float:
@@ -77,3 +78,19 @@ def test_module_gradients_match_finite_differences():
     off = (torch.rand(1, 18, 5, 6, generator=g, dtype=torch.float64) * 1.6 - 0.8 + 0.05)
     off.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, o: m(a, o), (x, off), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gemm_form_matches_the_reference(layout):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 6, 11, 14, generator=g).contiguous(memory_format=layout)
+    w = torch.randn(5, 6, 3, 3, generator=g)
+    b = torch.randn(5, generator=g)
+    off = (torch.rand(3, 18, 11, 14, generator=g) * 4 - 2).contiguous(memory_format=layout)
+    ref = deform_conv2d(x, off, w, b)
+    torch.testing.assert_close(deform_conv2d_gemm(x, off, w, b), ref, atol=1e-5, rtol=1e-5)
+    # the sampled columns are the reference's samples exactly, in (channel, tap) order
+    cols = deform_columns(x, off).view(3, 6, 9, 11, 14)
+    ones = torch.zeros(1, 6, 3, 3)
+    ones[0, 2, 1, 2] = 1.0                        # channel 2, tap (1, 2) = index 5
+    torch.testing.assert_close(cols[:, 2, 5], deform_conv2d(x, off, ones)[:, 0], atol=0, rtol=0)

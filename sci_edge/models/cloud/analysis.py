@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..layers import ResBlock, conv1x1, conv3x3
-from .deform import DeformConv2d
+from .deform import DeformConv2d, deform_columns
 from .flow import FlowEstimator, warp
 
 
@@ -124,8 +124,10 @@ class LongTermAnalysis(nn.Module):
         return self.encode(features.reshape(B * N, 1, H, W)).view(B, N, -1, H, W)
 
     def forward(self, features: torch.Tensor, flows: torch.Tensor | None = None,
-                encoded: torch.Tensor | None = None):
-        """``encoded``: ``encode_features(features)`` computed beforehand (cached)."""
+                encoded: torch.Tensor | None = None, fast: bool = False):
+        """``encoded``: ``encode_features(features)`` computed beforehand (cached).
+        ``fast``: the inference forms of AFR (:meth:`AFR.forward_fast`), the same
+        output to ~1e-6; training and the reference path use the plain forms."""
         B, N, H, W = features.shape
         K = self.config.neighbors
         if N != 2 * K + 1:
@@ -134,8 +136,53 @@ class LongTermAnalysis(nn.Module):
             flows = self.estimate_flows(features)
         enc = self.encode_features(features) if encoded is None else encoded
         centre = enc[:, K]
-        prev = [self.afr_prev(centre, enc[:, i], flows[:, i]) for i in range(K)]
-        nxt = [self.afr_next(centre, enc[:, K + 1 + i], flows[:, K + i]) for i in range(K)]
-        y = torch.cat([self.merge_prev(torch.cat(prev, 1)), centre,
-                       self.merge_next(torch.cat(nxt, 1))], dim=1)
+        if fast:
+            prev, nxt = self._align_fast(enc, flows)
+        else:
+            prev = torch.cat([self.afr_prev(centre, enc[:, i], flows[:, i]) for i in range(K)], 1)
+            nxt = torch.cat([self.afr_next(centre, enc[:, K + 1 + i], flows[:, K + i])
+                             for i in range(K)], 1)
+        y = torch.cat([self.merge_prev(prev), centre, self.merge_next(nxt)], dim=1)
         return self.fuse(y), flows
+
+    def _align_fast(self, enc: torch.Tensor, flows: torch.Tensor):
+        """Inference form of both AFR branches: (previous, subsequent) aligned
+        neighbours, (B, K*width, H, W) each, as ``torch.cat`` of the AFR outputs.
+
+        Same math as AFR.forward, arranged for the CPU: the weight-free sampling
+        (warps and the deformable taps) of all 2K neighbours runs as one batch,
+        since ``grid_sample`` spreads a batch, not one image, over threads; the
+        centre's share of each branch's offset conv is computed once, not K
+        times; the deformable kernel is one GEMM on the sampled columns. Float
+        sums run in another order (outputs differ by ~1e-6)."""
+        B, N, w, H, W = enc.shape
+        K = self.config.neighbors
+        # grid_sample gathers channels-last input about 4x faster than NCHW (the
+        # layout its own output has) on the CPU: both samplings read channels-last
+        cl = torch.channels_last
+        nb = torch.cat([enc[:, :K], enc[:, K + 1:]], 1).reshape(B * 2 * K, w, H, W)
+        warped = warp(nb.contiguous(memory_format=cl), flows.reshape(B * 2 * K, 2, H, W))
+        warped = warped.contiguous(memory_format=cl)
+        flows5 = flows.reshape(B, 2 * K, 2, H, W)
+        warped5 = warped.view(B, 2 * K, w, H, W)
+        centre = enc[:, K]
+        offsets = []
+        for j, afr in enumerate((self.afr_prev, self.afr_next)):
+            first = afr.offsets[0]
+            part = slice(j * K, (j + 1) * K)
+            ct = F.conv2d(centre, first.weight[:, :w], first.bias, padding=first.padding)
+            h = F.conv2d(torch.cat([warped5[:, part].reshape(B * K, w, H, W),
+                                    flows5[:, part].reshape(B * K, 2, H, W)], 1),
+                         first.weight[:, w:], None, padding=first.padding)
+            h = (h.view(B, K, w, H, W) + ct[:, None]).view(B * K, w, H, W)
+            offsets.append(afr.offsets[2](afr.offsets[1](h)).view(B, K, -1, H, W))
+        off = torch.cat(offsets, 1).reshape(B * 2 * K, -1, H, W)
+        dc = self.afr_prev.deform
+        k = dc.weight.shape[-1]
+        cols = deform_columns(warped, off, k, k, dc.padding).view(B, 2 * K, w * k * k, H * W)
+        out = []
+        for j, afr in enumerate((self.afr_prev, self.afr_next)):
+            c = cols[:, j * K:(j + 1) * K]
+            y = torch.matmul(afr.deform.weight.reshape(w, -1), c) + afr.deform.bias.view(1, 1, w, 1)
+            out.append(F.leaky_relu(y, 0.1).view(B, K * w, H, W))
+        return out[0], out[1]
