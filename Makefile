@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sci_edge_installed
-EXTRAS ?= dev,train
+EXTRAS ?= dev,train,export
 
 .PHONY: all install demo test test-fast bench weights weights-cpu clean distclean
 

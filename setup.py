@@ -10,12 +10,14 @@ import glob
 import os
 import sys
 import tempfile
+import shutil
 import subprocess
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 KERNELS = {
     # name: (sources, uses OpenMP)
@@ -62,6 +64,18 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+class BuildPy(build_py):
+    """Wheels carry the top-level device profiles (profiles/*.toml) inside the package,
+    as sci_edge/profiling/profiles/, where sci_edge.profiling.devices looks first."""
+
+    def run(self):
+        super().run()
+        dest = os.path.join(self.build_lib, "sci_edge", "profiling", "profiles")
+        os.makedirs(dest, exist_ok=True)
+        for path in sorted(glob.glob("profiles/*.toml")):
+            shutil.copy(path, dest)
+
+
 def _extensions():
     exts = []
     for name, (sources, _) in KERNELS.items():
@@ -86,4 +100,4 @@ def _extensions():
     )
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt, "build_py": BuildPy})

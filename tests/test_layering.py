@@ -11,7 +11,9 @@ PKG = Path(__file__).resolve().parent.parent / "sci_edge"
 # What the edge device runs: importable where torch is not installed.
 TORCH_FREE = ["sci_edge", "sci_edge.io", "sci_edge.sim", "sci_edge.recon", "sci_edge.edge",
               "sci_edge.stream", "sci_edge.errors", "sci_edge._deps", "sci_edge.io.source",
-              "sci_edge.io.stats", "sci_edge.config"]
+              "sci_edge.io.stats", "sci_edge.config", "sci_edge.profiling",
+              "sci_edge.profiling.devices", "sci_edge.profiling.estimate",
+              "sci_edge.profiling.onnx_count"]
 
 _BLOCK_TORCH = """
 import importlib.abc, sys

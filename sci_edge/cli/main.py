@@ -22,6 +22,7 @@ COMMANDS = (
     "info",
     "reconstruct",
     "bench",
+    "profile",
     "train",
     "eval",
     "demo",

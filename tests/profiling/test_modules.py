@@ -1,0 +1,55 @@
+"""Per-module profile (sci_edge.profiling.modules)."""
+import time
+
+import pytest
+
+pytest.importorskip("fvcore")
+
+
+def test_profile_modules_small():
+    from sci_edge.models.pretrained import load_pretrained
+    from sci_edge.profiling import sci_flops
+    from sci_edge.profiling.modules import PAPER_GFLOPS, ModuleRow, format_table, profile_modules
+
+    recon, cls = load_pretrained("recon"), load_pretrained("cls")
+    t0 = time.perf_counter()
+    p = profile_modules(32, 48, repeats=1, latency=True, recon=recon, cls=cls)
+    assert time.perf_counter() - t0 < 20
+    names = [r.name for r in p.rows]
+    assert names[:2] == ["fem.popcount", "fem.rest"]
+    for n in ("cloud.encoder", "cloud.flow", "cloud.afr", "cloud.merge_fusion",
+              "cloud.recon_head", "cls.classification_head"):
+        assert n in names
+    for r in p.rows:
+        assert isinstance(r, ModuleRow) and r.side in ("end", "cloud")
+        assert r.flops == 2 * r.macs and r.macs >= 0 and r.params >= 0
+        assert r.peak_activation_bytes > 0 and r.bytes_moved > 0
+        assert r.latency_s["torch_fp32"] >= 0
+        assert r.per == ("feature frame" if r.side == "end" else "output")
+    end = [r for r in p.rows if r.side == "end"]
+    assert p.end_side.macs == sum(r.macs for r in end)
+    assert p.end_side.params == sum(r.params for r in end) == \
+        sum(x.numel() for x in recon.fem.parameters())
+    assert p.end_side.latency_s["torch_fp32"] == pytest.approx(
+        sum(r.latency_s["torch_fp32"] for r in end))
+    doc = sci_flops(recon, 32, 48)
+    assert p.end_side.macs == doc["end_side_fem_flops_per_feature_frame"]
+    assert p.cloud_side.macs == doc["cloud_side_flops_per_output"]
+    assert p.cls_cloud_side.macs == sci_flops(cls, 32, 48)["cloud_side_flops_per_output"]
+    cloud = [r for r in p.rows if r.side == "cloud" and r.model == "recon"]
+    assert p.cloud_side.params == sum(r.params for r in cloud) == \
+        sum(x.numel() for n, x in recon.named_parameters() if not n.startswith("fem."))
+    assert p.rows[0].popcount_ops == (6 * 64 + 26) * 32 * 48
+    d = p.to_dict()
+    assert d["end_side"]["macs"] == p.end_side.macs and len(d["rows"]) == len(p.rows)
+    assert d["paper"]["FEM"] == PAPER_GFLOPS["FEM"] == 74.79
+    assert "fem.popcount" in format_table(p)
+
+
+def test_profile_modules_counts_only():
+    from sci_edge.models.pretrained import load_pretrained
+    from sci_edge.profiling.modules import profile_modules
+
+    p = profile_modules(16, 16, latency=False, recon=load_pretrained("recon"), cls=False)
+    assert all(r.latency_s == {} for r in p.rows)
+    assert not [r for r in p.rows if r.model == "cls"]
