@@ -87,3 +87,14 @@ def _range_parser(name: str, unit: str, *, strict: bool):
 
 speed_range = _range_parser("speeds", "px per step", strict=False)
 gain_range = _range_parser("gains", "(spikes per step at full brightness)", strict=True)
+
+
+def gain(text: str):
+    """``--gain``: 'auto' (estimated from the recording) or a positive number."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--gain takes 'auto' or a positive number, got {text!r}") from None

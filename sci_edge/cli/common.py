@@ -132,17 +132,3 @@ def check_output_dir(path: str | Path, *, create: bool = True) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(path, "permission denied: the folder is not writable")
     return path
-
-
-def gain_arg(text: str):
-    """``--gain``: 'auto' (estimated from the recording) or a positive number."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return A.positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"--gain takes 'auto' or a positive number, got {text!r}") from None
-
-
-gain_arg.__name__ = "gain"

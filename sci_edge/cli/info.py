@@ -21,13 +21,19 @@ def register(sub) -> None:
 
 
 def run(ns) -> int:
-    from ..io.stats import GAIN_QUANTILE, estimate_gain, spike_stats
+    from ..io.stats import (GAIN_MAX_FRAMES, GAIN_QUANTILE, RateAccumulator, estimate_gain,
+                            gain_from_counts)
 
     path = Path(ns.input)
     source = open_input(ns)
     T = source.num_frames
-    stats = spike_stats(source.read(s, min(CHUNK, T - s)) for s in range(0, T, CHUNK))
-    gain = estimate_gain(source)
+    acc = RateAccumulator()
+    for s in range(0, T, CHUNK):
+        acc.add(source.read(s, min(CHUNK, T - s)))
+    stats = acc.summary()
+    # --gain auto's estimate; a recording its sample covers whole needs no second read
+    gain = (gain_from_counts(acc.counts, acc.frames) if T <= GAIN_MAX_FRAMES
+            else estimate_gain(source))
     stats = {"file": str(path), "file_bytes": path.stat().st_size, **stats,
              "gain_estimate": gain}
     pct = stats["pixel_rate_percentiles"]

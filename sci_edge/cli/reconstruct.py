@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import DataError, OutputError, SpikeFileError
 from . import args as A
 from .common import (add_json, add_quiet, add_spike_input, check_output_dir, check_output_file,
-                     gain_arg, open_input, progress, report)
+                     open_input, progress, report)
 
 GIF_IN_FOLDER = "reconstruction.gif"
 SCI_MIN_TILE = 32   # sci_edge.models.sci.MIN_TILE, checked again once torch is imported
@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--tile", type=A.positive_int,
                    help="--method sci: process tiles of this many pixels a side "
                         f"(bounds memory on large sensors; >= {SCI_MIN_TILE})")
-    p.add_argument("--gain", type=gain_arg, default=1.0,
+    p.add_argument("--gain", type=A.gain, default=1.0,
                    help="spikes per step at full brightness: a positive number (default 1.0) "
                         "or 'auto', estimated from the recording as `sci-edge info` reports "
                         "(assumes the brightest part of the scene is near white)")

@@ -9,6 +9,7 @@ and in-memory arrays are held as they are. A bad file or window raises
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,10 @@ from .bitpack import as_spike_array, packed_row_bytes, unpack_spikes
 from .dat import dat_num_frames, read_dat
 
 
-class SpikeSource:
-    """Frames [0, num_frames) of H x W spikes; ``read(start, count)`` returns a window."""
+class SpikeSource(ABC):
+    """Frames [0, num_frames) of H x W spikes; ``read(start, count)`` returns a window.
+
+    Subclasses implement ``_read`` for a range already checked to lie inside."""
 
     path: Path | None = None
     frames_read: int = 0        # frames returned by read() so far (re-reads counted)
@@ -38,17 +41,20 @@ class SpikeSource:
     def __len__(self) -> int:
         return self.num_frames
 
-    def _check(self, start: int, count: int) -> None:
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Frames [start, start+count) as (count, H, W) uint8 0/1."""
         if isinstance(start, bool) or not isinstance(start, (int, np.integer)) \
                 or isinstance(count, bool) or not isinstance(count, (int, np.integer)):
             raise SpikeFileError(self.path, f"frame range must be integers, got {start!r}, {count!r}")
         if start < 0 or count < 0 or start + count > self.num_frames:
             raise SpikeFileError(self.path, f"frames {start}..{start + count - 1} asked for, the "
                                             f"recording has {self.num_frames}")
-        self.frames_read = getattr(self, "frames_read", 0) + int(count)
+        self.frames_read += int(count)
+        return self._read(int(start), int(count))
 
-    def read(self, start: int, count: int) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def _read(self, start: int, count: int) -> np.ndarray:
+        """Frames [start, start+count), a range inside the recording."""
 
     def read_all(self) -> np.ndarray:
         return self.read(0, self.num_frames)
@@ -77,8 +83,7 @@ class ArraySource(SpikeSource):
         self.num_frames, self.height, self.width = spikes.shape
         return self
 
-    def read(self, start: int, count: int) -> np.ndarray:
-        self._check(start, count)
+    def _read(self, start: int, count: int) -> np.ndarray:
         return self.spikes[start:start + count]
 
 
@@ -90,10 +95,9 @@ class DatSource(SpikeSource):
         self.num_frames = dat_num_frames(self.path, height, width)
         self.height, self.width, self.flipud = int(height), int(width), flipud
 
-    def read(self, start: int, count: int) -> np.ndarray:
-        self._check(start, count)
+    def _read(self, start: int, count: int) -> np.ndarray:
         return read_dat(self.path, self.height, self.width, flipud=self.flipud,
-                        start=int(start), count=int(count))
+                        start=start, count=count)
 
 
 class PackedSource(SpikeSource):
@@ -111,8 +115,7 @@ class PackedSource(SpikeSource):
         self.packed = packed
         self.num_frames, self.height, self.width = packed.shape[0], height, width
 
-    def read(self, start: int, count: int) -> np.ndarray:
-        self._check(start, count)
+    def _read(self, start: int, count: int) -> np.ndarray:
         try:
             return unpack_spikes(self.packed[start:start + count], self.height, self.width)
         except (ValueError, MemoryError) as exc:

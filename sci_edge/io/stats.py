@@ -110,6 +110,12 @@ def estimate_gain(spikes, *, quantile: float = GAIN_QUANTILE,
     if source.num_frames == 0:
         raise ValueError("no frames to estimate the gain from")
     counts, used = _sample_counts(source, int(max_frames))
-    rate = counts.ravel() / float(used)
+    return gain_from_counts(counts, used, quantile=quantile)
+
+
+def gain_from_counts(counts: np.ndarray, frames: int, *,
+                     quantile: float = GAIN_QUANTILE) -> float:
+    """:func:`estimate_gain` from per-pixel spike counts over ``frames`` frames."""
+    rate = np.asarray(counts).ravel() / float(frames)
     gain = float(np.quantile(rate, quantile))
-    return float(min(1.0, max(gain, 1.0 / used)))
+    return float(min(1.0, max(gain, 1.0 / frames)))

@@ -19,7 +19,7 @@ from torch import nn
 from .cloud.analysis import AnalysisConfig, LongTermAnalysis
 from .cloud.heads import ClassificationHead, ReconstructionHead
 from ..errors import DataError
-from ..io.source import ArraySource, SpikeSource
+from ..io.source import as_source
 from ..stream import FeatureStream
 from .end.extract import FeatureExtractor, feature_times, transform_window, untransform
 from .end.fem import FEM, HALF_WINDOW, WINDOW, FEMConfig
@@ -32,6 +32,8 @@ SPATIAL_MULTIPLE = 4
 # Border of context each tile reads in tiled reconstruction, and the smallest tile.
 TILE_MARGIN = 32
 MIN_TILE = 32
+# the self-ensemble's transforms of the spike windows: (quarter turns, horizontal flip)
+ENSEMBLE = [(turns, flip) for turns in range(4) for flip in (False, True)]
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def fem_features(fem: FEM, spikes, stride: int, *, start: int = HALF_WINDOW,
                  batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """End-side feature stream: F_t for t = start, start+stride, ... while the
     13-frame window fits. Returns (times (N,), features (N, H, W) float32)."""
-    source = _as_spike_source(spikes)
+    source = as_source(spikes)
     if int(stride) != stride or stride < 1:
         raise DataError(f"stride must be an integer >= 1, got {stride!r}")
     if start < HALF_WINDOW:
@@ -193,13 +195,12 @@ class SCIModel(nn.Module):
             raise DataError("this model classifies; it does not reconstruct")
         _check_gain(gain)
         tile = _check_tile(tile)
-        source = _as_spike_source(spikes)
+        source = as_source(spikes)
         T, H, W = source.shape
         times = [_check_time(t, T) for t in times]
         dev = torch.device(device or next(self.parameters()).device)
         self.eval()
-        passes = [(turns, flip) for turns in range(4) for flip in (False, True)] \
-            if ensemble else [(0, False)]
+        passes = ENSEMBLE if ensemble else [(0, False)]
         regions = _tiles(H, W, tile)
         step = None if progress is None else (lambda f: progress(f / len(passes) / len(regions)))
         rate = np.zeros((len(times), H, W), np.float32)
@@ -233,12 +234,10 @@ class SCIModel(nn.Module):
             features.compute(upcoming)
             feats = features.get(ft).to(dev)
             padded, size = pad_to_multiple(feats[None], SPATIAL_MULTIPLE)
-            first = {u: k for k, u in reversed(list(enumerate(ft)))}
-            missing = [k for u, k in first.items() if u not in enc]
-            if missing:
-                e = self.analysis.encode_features(padded[:, missing])[0]
-                for idx, k in enumerate(missing):
-                    enc[ft[k]] = e[idx]
+            new = [u for u in dict.fromkeys(ft) if u not in enc]   # ft repeats at the ends
+            if new:
+                enc.update(zip(new, self.analysis.encode_features(
+                    padded[:, [ft.index(u) for u in new]])[0]))
             encoded = torch.stack([enc[u] for u in ft])[None]
             y = self._analyse_padded(padded, size, _given_flows(flows, ft, self.config),
                                      encoded, fast=True)
@@ -281,15 +280,13 @@ class SCIModel(nn.Module):
             raise DataError(f"spikes must be (B, T, H, W) or (T, H, W), got shape {x.shape}")
         T = x.shape[1]
         tt = T // 2 if t is None else _check_time(t, T)
-        ft = self.output_times(tt, T)
+        uniq = sorted(set(self.output_times(tt, T)))
         dev = torch.device(device or next(self.parameters()).device)
         self.eval()
-        self.to(dev)
         out = []
         for b0 in range(0, x.shape[0], batch):
             part = x[b0:b0 + batch].astype(np.uint8, copy=False)
             # all windows of the batch through the FEM at once, then one stream each
-            uniq = sorted(set(ft))
             wins = torch.from_numpy(np.ascontiguousarray(
                 np.stack([part[:, c - HALF_WINDOW:c + HALF_WINDOW + 1] for c in uniq], 1)))
             f = self.extract(wins.to(dev, torch.float32)).cpu().numpy()
@@ -323,8 +320,7 @@ class SCIModel(nn.Module):
 
     def _rate_windows(self, windows: torch.Tensor, dev, ensemble: bool) -> np.ndarray:
         win = windows.to(dev, torch.float32)
-        passes = [(turns, flip) for turns in range(4) for flip in (False, True)] \
-            if ensemble else [(0, False)]
+        passes = ENSEMBLE if ensemble else [(0, False)]
         total = None
         for tf in passes:
             r = untransform(self(transform_window(win, tf)), tf)
@@ -339,7 +335,6 @@ class _StreamFeatures:
 
     def __init__(self, stream: FeatureStream):
         self.stream = stream
-        self.device = torch.device("cpu")
 
     def compute(self, times) -> None:
         pass
@@ -381,15 +376,6 @@ def _check_time(t, T: int) -> int:
     if int(t) != t or not 0 <= int(t) < T:
         raise DataError(f"spike time {t} outside 0..{T - 1}")
     return int(t)
-
-
-def _as_spike_source(spikes) -> SpikeSource:
-    if isinstance(spikes, SpikeSource):
-        return spikes
-    arr = np.asarray(spikes)
-    if arr.ndim != 3:
-        raise DataError(f"spikes must be (T, H, W), got shape {arr.shape}")
-    return ArraySource(arr)
 
 
 def _tiles(H: int, W: int, tile: int | None):

@@ -139,3 +139,8 @@ def test_sources_count_the_frames_they_read(random_spikes):
     src.read(2, 5)
     src.read(0, 3)
     assert src.frames_read == 8
+
+
+def test_a_source_must_say_how_it_reads():
+    with pytest.raises(TypeError, match="abstract"):
+        SpikeSource()

@@ -118,11 +118,11 @@ class FeatureExtractor:
         """A FeatureStream of the features at ``times`` (computed as needed)."""
         ts = sorted({int(t) for t in times})
         feats = self.get(ts).cpu().numpy() if ts else \
-            np.zeros((0, *self.get_shape()), np.float32)
+            np.zeros((0, *self._shape()), np.float32)
         return FeatureStream(times=np.array(ts, np.int64), features=feats,
                              num_steps=self.num_frames, stride=stride, gain=gain)
 
-    def get_shape(self) -> tuple[int, int]:
+    def _shape(self) -> tuple[int, int]:
         y0, y1, x0, x1 = self.region
         h, w = y1 - y0, x1 - x0
         return (w, h) if self.transform[0] % 2 else (h, w)
