@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sci_edge_installed
-EXTRAS ?= dev,train,export
+EXTRAS ?= dev,train,export,eval
 
-.PHONY: all install demo test test-fast bench weights weights-cpu clean distclean
+.PHONY: all install demo test test-fast bench weights weights-cpu weights-codec clean distclean
 
 all: install
 
@@ -31,6 +31,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/sci-edge bench sim --json
+
+# The shipped codec (stage 3 / codec on the shipped recon model's FEM features; CPU,
+# 40 min of training time; the feature cache is built first, ~10 min).
+weights-codec: $(STAMP)
+	$(VENV)/bin/sci-edge train --stage 3 --task codec --config stage3_codec \
+		--set workers=0 --set threads=2 --export-weights sci_edge/weights/sci_codec.pt
 
 # Reproduce the shipped weights: the commands README lists, in order. Steps 2-4 ran on a
 # GPU with fixed time budgets; on a CPU the same budgets give far fewer steps.

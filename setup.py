@@ -25,6 +25,7 @@ KERNELS = {
     "bitpack": (["kernels/bitpack.pyx"], True),
     "isi": (["kernels/isi.pyx"], True),
     "tfilter": (["kernels/tfilter.pyx"], True),
+    "rans": (["kernels/rans.pyx"], False),
 }
 OPENMP_MODULES = {f"sci_edge._kernels.{name}" for name, (_, omp) in KERNELS.items() if omp}
 

@@ -11,7 +11,11 @@ EXTRAS = {
     "torch": "train",
     "fvcore": "train",
     "onnxruntime": "edge",
+    "onnx": "export",
     "skimage": "data",
+    "scipy": "eval",
+    "matplotlib": "eval",
+    "constriction": "bench",
     "pytest": "dev",
 }
 

@@ -52,3 +52,14 @@ class MissingDependencyError(SciEdgeError, ImportError):
         what = f" ({purpose})" if purpose else ""
         super().__init__(f"{module} is not installed{what}: {how}")
         self.name = module
+
+
+class CodecError(_PathError):
+    """A ``.sci`` bitstream cannot be read or written: truncated, wrong magic or
+    version, CRC mismatch, unknown model or weights hash, frames out of order.
+    ``frame`` is the frame index the problem is in (None for the file header)."""
+
+    def __init__(self, path: str | Path | None, problem: str, frame: int | None = None):
+        self.frame = frame
+        where = f"frame {frame}: " if frame is not None else ""
+        super().__init__(path, where + problem)

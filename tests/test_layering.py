@@ -13,7 +13,12 @@ TORCH_FREE = ["sci_edge", "sci_edge.io", "sci_edge.sim", "sci_edge.recon", "sci_
               "sci_edge.stream", "sci_edge.errors", "sci_edge._deps", "sci_edge.io.source",
               "sci_edge.io.stats", "sci_edge.config", "sci_edge.profiling",
               "sci_edge.profiling.devices", "sci_edge.profiling.estimate",
-              "sci_edge.profiling.onnx_count"]
+              "sci_edge.profiling.onnx_count", "sci_edge.codec", "sci_edge.codec.bitstream",
+              "sci_edge.codec.rans", "sci_edge.codec.entropy", "sci_edge.codec.intnet",
+              "sci_edge.eval.baselines", "sci_edge.eval.bdrate", "sci_edge.edge.backends",
+              "sci_edge.export", "sci_edge.export.formats", "sci_edge.export.trt",
+              "sci_edge.export.quantize", "sci_edge.edge.bundle", "sci_edge.edge.encoder",
+              "sci_edge.edge.cli_encode"]
 
 _BLOCK_TORCH = """
 import importlib.abc, sys
@@ -80,9 +85,18 @@ def _imports(path: Path) -> list[str]:
 
 
 # Inference parts (end side, cloud side, I/O, the stream) never import training.
-@pytest.mark.parametrize("part", ["models", "io", "sim", "recon", "edge", "stream.py"])
+@pytest.mark.parametrize("part", ["models", "io", "sim", "recon", "edge", "codec", "export",
+                                  "stream.py"])
 def test_inference_never_imports_training(part):
     files = [PKG / part] if part.endswith(".py") else sorted((PKG / part).rglob("*.py"))
     bad = [(f.relative_to(PKG), name) for f in files for name in _imports(f)
            if name == "sci_edge.train" or name.startswith("sci_edge.train.")]
+    assert not bad, bad
+
+
+def test_codec_is_torch_free_source():
+    """sci_edge.codec is what the device runs: no file in it imports torch or models."""
+    bad = [(f.relative_to(PKG), name) for f in sorted((PKG / "codec").rglob("*.py"))
+           for name in _imports(f)
+           if name.split(".")[0] == "torch" or name.startswith("sci_edge.models")]
     assert not bad, bad

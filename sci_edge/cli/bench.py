@@ -1,5 +1,8 @@
-"""``sci-edge bench``: simulator, temporal-filter, reconstruction and FLOPs benchmarks."""
+"""``sci-edge bench``: simulator, temporal-filter, reconstruction, FLOPs, entropy-coder and
+end-side (torch vs onnxruntime fp32 / INT8) benchmarks."""
 from __future__ import annotations
+
+import argparse
 
 from ..errors import DataError
 from . import args as A
@@ -60,6 +63,35 @@ def register(sub) -> None:
     _threads(b, "torch threads")
     add_json(b)
     b.set_defaults(handler=run_recon)
+    b = bsub.add_parser("entropy", help="rANS entropy coder: our kernel vs constriction on the "
+                                         "same symbols and Gaussian CDF tables")
+    b.add_argument("--symbols", type=A.positive_int, default=1_000_000,
+                   help="symbols coded (default 1000000)")
+    b.add_argument("--repeats", type=A.positive_int, default=10,
+                   help="timed runs, the coders taking turns; the best is reported (default 10)")
+    add_json(b)
+    b.set_defaults(handler=run_entropy)
+    b = bsub.add_parser("edge", help="end side per feature frame: torch fp32 vs onnxruntime "
+                                      "fp32 and INT8 (graphs built from the weights), and "
+                                      "the whole edge encoder; needs torch, onnx, onnxruntime")
+    b.add_argument("--weights", help="codec weights, a stage-3 checkpoint (default: shipped)")
+    b.add_argument("--sizes", type=_sizes, default=[(256, 256), (250, 400)],
+                   help="frame sizes HxW, comma-separated (default 256x256,250x400)")
+    b.add_argument("--repeats", type=A.positive_int, default=5,
+                   help="timed rounds, the paths taking turns; medians are reported "
+                        "(default 5)")
+    b.add_argument("--calib", type=A.positive_int, default=4,
+                   help="calibration spike sequences for the INT8 graphs (default 4)")
+    _threads(b, "threads for torch, onnxruntime and the popcount kernel")
+    add_json(b)
+    b.set_defaults(handler=run_edge)
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    out = [A.size(part.strip()) for part in text.split(",") if part.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"--sizes takes HxW[,HxW...], got {text!r}")
+    return out
 
 
 def run_sim(ns) -> int:
@@ -143,4 +175,25 @@ def run_recon(ns) -> int:
                      f"s/frame  x{r['speedup']:.2f}  (max diff {r['max_abs_diff']:.1e})")
     lines.append(f"  outputs match to 1e-5: {doc['outputs_match_1e-5']}")
     report(ns, doc, lines)
+    return 0
+
+
+def run_entropy(ns) -> int:
+    from ..bench.entropy import run_entropy_bench
+
+    result = run_entropy_bench(symbols=ns.symbols, repeats=ns.repeats)
+    report(ns, result.to_dict(), result.summary())
+    return 0
+
+
+def run_edge(ns) -> int:
+    from .._deps import require
+
+    for module in ("torch", "onnx", "onnxruntime"):
+        require(module, "bench edge")
+    from ..bench.edge import run_edge_bench
+
+    result = run_edge_bench(ns.weights, sizes=ns.sizes, repeats=ns.repeats,
+                            threads=ns.threads, calib=ns.calib)
+    report(ns, result.to_dict(), result.summary())
     return 0

@@ -2,8 +2,10 @@
 
 Simulates a spike camera moving over the image, stores the spikes as a .dat
 file, reconstructs intensity with TFP and TFI at a few spike indices and
-writes PNGs beside the ground truth, then prints a summary. Later stages
-(learned reconstruction, codec) extend this."""
+writes PNGs beside the ground truth; where torch and the weights are there,
+also the learned reconstruction, and the codec path: spikes -> .sci (end side)
+-> decoded features -> reconstruction (cloud side), with its real bits, bpsp
+and PSNR beside the uncompressed model's. Then it prints a summary."""
 from __future__ import annotations
 
 import time
@@ -15,7 +17,10 @@ from . import args as A
 from .common import add_json, add_quiet, check_output_dir, print_json, progress
 
 DEMO_STEPS = 161
-DEMO_TIMES = (40, 80, 120)
+# on the codec's feature grid (features every CODEC_STRIDE steps from step 6)
+DEMO_TIMES = (41, 81, 121)
+CODEC_STRIDE = 5
+CODEC_INTRA_PERIOD = 32
 TFP_HALF_WINDOW = 8
 
 
@@ -82,6 +87,32 @@ def _learned_model():
         return None, str(exc)
 
 
+def _codec_model():
+    """The shipped codec with its cloud side, or (None, why)."""
+    from ..errors import SciEdgeError
+    from ..models.pretrained import load_pretrained_codec
+
+    try:
+        return load_pretrained_codec(), ""
+    except SciEdgeError as exc:
+        return None, str(exc)
+
+
+def _codec_path(model, spikes, times, gain, out_dir: Path, quality: int, quiet: bool):
+    """spikes -> .sci -> decoded features -> images; returns (images, EncodeResult)."""
+    from ..models.coding import compress, decompress
+
+    path = out_dir / "spikes.sci"
+    if path.exists():
+        path.unlink()          # the demo's own output from an earlier run
+    with progress(1, "demo: encode", quiet, unit="file") as bar:
+        res = compress(model, spikes, path, quality=quality, stride=CODEC_STRIDE,
+                       intra_period=CODEC_INTRA_PERIOD, gain=gain)
+        bar.update(1)
+    decoded = decompress(model, path)
+    return model.sci.reconstruct_stream(decoded.stream, times), res
+
+
 def _reconstruct_sci(model, spikes, times, gain, quiet: bool):
     with progress(len(times), "demo: SCI", quiet, unit="frame") as bar:
         return model.reconstruct(spikes, times, gain, progress=bar.update)
@@ -112,6 +143,12 @@ def run_demo(out_dir: Path, *, image: str = "camera", size=(256, 256), motion: s
         t1 = time.perf_counter()
         rec["sci"] = _reconstruct_sci(model, seq.spikes, times, alpha, quiet)
         t_sci = time.perf_counter() - t1
+    coded = None
+    codec, why_no_codec = _codec_model() if model is not None else (None, why_not)
+    if codec is not None:
+        quality = codec.codec.config.qualities - 1
+        rec["sci_coded"], coded = _codec_path(codec, seq.spikes, times, alpha, out_dir,
+                                              quality, quiet)
     rows = []
     for i, t in enumerate(times):
         gt = seq.gt[i]
@@ -134,6 +171,9 @@ def run_demo(out_dir: Path, *, image: str = "camera", size=(256, 256), motion: s
         "mean": {f"{m}_{q}": float(np.mean([r[f"{m}_{q}"] for r in rows]))
                  for m in rec for q in ("psnr", "ssim")},
         "learned": "shipped SCI model" if model is not None else f"skipped: {why_not}",
+        "codec": ({**coded.to_dict(), "quality": quality, "stride": CODEC_STRIDE,
+                   "intra_period": CODEC_INTRA_PERIOD}
+                  if coded is not None else f"skipped: {why_no_codec}"),
         "render_and_simulate_s": t_sim, "output_dir": str(out_dir),
     }
     if verbose:
@@ -156,6 +196,14 @@ def run_demo(out_dir: Path, *, image: str = "camera", size=(256, 256), motion: s
                   f"{len(times)} frames on the CPU")
         else:
             print(f"  learned reconstruction skipped: {why_not}")
+        if coded is not None:
+            print(f"  codec: {coded.path}: {coded.frames} feature frames (every {CODEC_STRIDE} "
+                  f"steps, quality {quality}) in {coded.bits} bits = {coded.bpsp:.4f} bpsp "
+                  f"({1 / coded.bpsp:.0f}x below raw spikes), {coded.bpp:.4f} bpp; "
+                  f"SCI_CODED PSNR {m['sci_coded_psnr']:.2f} dB vs {m['sci_psnr']:.2f} dB "
+                  f"uncompressed")
+        else:
+            print(f"  codec skipped: {why_no_codec}")
         print(f"  images: {out_dir}/compare_<t>.png (ground truth | "
               f"{' | '.join(n.upper() for n in names)}), gt_/tfp_/tfi_/spikes_<t>.png")
     return summary

@@ -1,6 +1,8 @@
 """``sci-edge eval``: the learned models beside the classic baselines."""
 from __future__ import annotations
 
+import argparse
+
 from ..errors import DataError
 from . import args as A
 from .common import add_json, add_quiet, progress, report
@@ -41,6 +43,60 @@ def register(sub) -> None:
     add_quiet(e)
     add_json(e)
     e.set_defaults(handler=run_cls)
+    e = esub.add_parser("rd", help="rate-distortion of the feature codec vs x265/AV1 feature "
+                                   "coding, ATC and CTA, with BD-rates")
+    e.add_argument("--data", choices=("scenes", "reds", "smnist"), default="scenes",
+                   help="scenes: the held-out scenes of eval recon (default); reds: the "
+                        "Spk2ImgNet REDS pairs; smnist: accuracy (needs a classifying codec)")
+    e.add_argument("--root", help="data folder (as eval recon)")
+    e.add_argument("--weights", help="codec checkpoint, stage 3 final.pt (default: shipped)")
+    e.add_argument("--items", type=A.positive_int,
+                   help="at most this many items (default: as eval recon)")
+    e.add_argument("--qualities", type=_int_list("--qualities"),
+                   help="quality indexes, e.g. 0,2,5 (default: all of the codec's)")
+    e.add_argument("--baselines", type=_baselines, default=("x265", "av1", "atc", "cta"),
+                   help="comma list of x265, av1 (CAAS), atc, cta (default: all)")
+    e.add_argument("--stride", type=A.positive_int, default=5,
+                   help="spike steps between coded features (default 5)")
+    e.add_argument("--intra-period", type=int, default=32,
+                   help="an I frame every this many frames, -1: only the first (default 32)")
+    e.add_argument("--deadzone", type=A.non_negative_float, default=0.0,
+                   help="the codec encoder's rounding dead zone, 0 .. <0.5 (default 0)")
+    e.add_argument("--crfs-x265", type=_int_list("--crfs-x265"),
+                   help="x265 CRFs of CAAS and ATC (default 12,18,24,30,36)")
+    e.add_argument("--crfs-av1", type=_int_list("--crfs-av1"),
+                   help="SVT-AV1 CRFs of CAAS (default 20,30,40,50,60)")
+    e.add_argument("--crfs-cta", type=_int_list("--crfs-cta"),
+                   help="x265 CRFs of the lossy spike coding (default 28,34,40,46)")
+    e.add_argument("--plot", help="also write PSNR vs bpsp to this .png/.pdf/.svg")
+    add_quiet(e)
+    add_json(e)
+    e.set_defaults(handler=run_rd)
+
+
+def _int_list(option: str):
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            out = tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            out = ()
+        if not out:
+            raise argparse.ArgumentTypeError(f"{option} takes integers like 0,2,5; got {text!r}")
+        return out
+
+    parse.__name__ = "list of integers"
+    return parse
+
+
+def _baselines(text: str) -> tuple[str, ...]:
+    from ..eval.rd import BASELINES
+
+    names = tuple(dict.fromkeys(v.strip().lower() for v in text.split(",") if v.strip()))
+    bad = [n for n in names if n not in BASELINES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown baseline {bad[0]!r}: choose from "
+                                         f"{', '.join(BASELINES)} (none: give --baselines '')")
+    return names
 
 
 def _given(**options) -> dict:
@@ -94,4 +150,52 @@ def run_cls(ns) -> int:
                            progress=bar.update, **_given(gain=ns.gain, speed=ns.speed,
                                                          size=ns.size))
     report(ns, doc, f"S-MNIST test: accuracy {doc['accuracy']:.4f} on {doc['samples']} digits")
+    return 0
+
+
+def run_rd(ns) -> int:
+    from .._deps import require
+    from .common import check_output_file
+
+    require("torch", "eval rd")
+    from ..errors import CheckpointError
+    from ..eval.rd import evaluate_rd, format_report, plot_rd, rd_items
+    from ..models.pretrained import load_pretrained, load_pretrained_codec
+
+    plot = check_output_file(ns.plot, suffixes=(".png", ".pdf", ".svg"), what="--plot") \
+        if ns.plot else None
+    model = load_pretrained_codec(ns.weights)
+    if ns.data == "smnist":
+        # the RD of a classifier (accuracy vs rate) is not measured yet: say so, do no work
+        why = (f"the codec's cloud side is for task {model.sci.config.task!r}: S-MNIST "
+               "accuracy needs one fine-tuned to classify (train --stage 3 --task cls)"
+               if model.sci.config.task != "cls" else
+               "accuracy-rate curves for a classifying codec are not implemented yet")
+        report(ns, {"data": "smnist", "items": [], "skipped": [f"smnist: {why}"]},
+               f"skipped smnist: {why}")
+        return 0
+    shipped = why = None
+    if {"x265", "av1"} & set(ns.baselines):     # only the CAAS curves read the shipped cloud
+        try:
+            shipped = load_pretrained("recon")
+        except CheckpointError as exc:     # its curves are then skipped, with why
+            why = str(exc)
+    items = rd_items(ns.data, root=ns.root, limit=ns.items)
+    options = _given(qualities=ns.qualities, crfs_x265=ns.crfs_x265, crfs_av1=ns.crfs_av1,
+                     crfs_cta=ns.crfs_cta)
+    with progress(len(items), "eval rd", ns.quiet, unit="item") as bar:
+        doc = evaluate_rd(model, items, stride=ns.stride, intra_period=ns.intra_period,
+                          deadzone=ns.deadzone,
+                          baselines=ns.baselines, shipped=shipped, data=ns.data,
+                          progress=bar.update, **options)
+    if why is not None:
+        from dataclasses import replace
+
+        doc = replace(doc, skipped=tuple(s if not s.startswith("caas-*/shipped-cloud")
+                                         else f"caas-*/shipped-cloud: {why}"
+                                         for s in doc.skipped))
+    if plot is not None:
+        plot_rd(doc, plot)
+    lines = format_report(doc) + ([f"plot: {plot}"] if plot is not None else [])
+    report(ns, doc.to_dict(), lines)
     return 0

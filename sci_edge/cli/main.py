@@ -1,4 +1,4 @@
-"""``sci-edge``: simulate, inspect and reconstruct spike streams; benchmarks; demo.
+"""``sci-edge``: simulate, inspect, reconstruct and code spike streams; benchmarks; demo.
 
 The parser is built from :data:`COMMANDS`, one module per command group; each
 module has ``register(subparsers)`` that adds its sub-parser and sets its
@@ -21,8 +21,11 @@ COMMANDS = (
     "simulate",
     "info",
     "reconstruct",
+    "encode",
+    "decode",
     "bench",
     "profile",
+    "export",
     "train",
     "eval",
     "demo",

@@ -22,6 +22,15 @@ def register(sub) -> None:
                                    "--steps-per-frame steps per frame (interpolated).")
     p.add_argument("input", help="image file, bundled image name, video file or folder of frames")
     p.add_argument("-o", "--output", required=True, help="spike file to write (.dat or .npz)")
+    add_simulation_options(p)
+    add_quiet(p)
+    add_json(p)
+    p.set_defaults(handler=run)
+
+
+def add_simulation_options(p) -> None:
+    """The camera and motion options of ``simulate``; also used by commands that take an
+    image or video and simulate it first (``encode``)."""
     p.add_argument("--size", type=A.size, help="output frame size HxW (default: the input's)")
     p.add_argument("--alpha", type=A.positive_float, default=0.6,
                    help="charge per step at luminance 1, in thresholds (default 0.6)")
@@ -45,9 +54,6 @@ def register(sub) -> None:
     p.add_argument("--fpn-map", help="calibrated per-pixel noise maps (.npz with Nd, Nl, D_light)")
     p.add_argument("--chunk", type=A.positive_int, default=32,
                    help="frames simulated at a time (bounds memory)")
-    add_quiet(p)
-    add_json(p)
-    p.set_defaults(handler=run)
 
 
 def _noise_model(ns):
@@ -141,25 +147,34 @@ def _chunked(frames, size: int, shape: tuple[int, int], source: str):
         yield np.stack(buf)
 
 
-def run(ns) -> int:
+def simulate_into(ns, out: Path, desc: str = "simulate") -> dict:
+    """Simulate ``ns.input`` (the options of :func:`add_simulation_options`) into the
+    spike file ``out`` (.dat or .npz), ``ns.chunk`` frames at a time, with a progress
+    bar; returns steps, height, width, spikes, source (a description) and seconds."""
     from ..io import DatWriter
     from ..sim import SpikeSimulator
 
-    out = check_output_file(ns.output, suffixes=(".dat", ".npz"))
     frames, (H, W), k, total, what = _frame_source(ns)
     sim = SpikeSimulator(H, W, alpha=ns.alpha, threshold=ns.threshold, reset=ns.reset,
                          seed=ns.seed, steps_per_frame=k, noise=_noise_model(ns))
     t0 = time.perf_counter()
     spike_count = 0
     sink = DatWriter(out, H, W) if out.suffix.lower() == ".dat" else _NpzSink(out)
-    with sink, progress(total, "simulate", ns.quiet) as bar:
+    with sink, progress(total, desc, ns.quiet) as bar:
         for chunk in _chunked(frames, ns.chunk, (H, W), ns.input):
             spikes = sim.feed(chunk)
             sink.write(spikes)
             spike_count += int(spikes.sum())
             bar.update(spikes.shape[0])
-    seconds = time.perf_counter() - t0
-    steps = sim.steps_done
+    return {"steps": sim.steps_done, "height": H, "width": W, "spikes": spike_count,
+            "source": what, "seconds": time.perf_counter() - t0}
+
+
+def run(ns) -> int:
+    out = check_output_file(ns.output, suffixes=(".dat", ".npz"))
+    done = simulate_into(ns, out)
+    steps, H, W, what = done["steps"], done["height"], done["width"], done["source"]
+    spike_count, seconds = done["spikes"], done["seconds"]
     rate = spike_count / max(1, steps * H * W)
     doc = {"output": str(out), "format": out.suffix.lower()[1:], "source": what,
            "steps": steps, "height": H, "width": W, "alpha": ns.alpha,

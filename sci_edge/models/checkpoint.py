@@ -14,7 +14,7 @@ from ..errors import CheckpointError
 from ..io._atomic import atomic_path
 
 FORMAT = "sci_edge-checkpoint-v1"
-KINDS = ("fem", "sci")
+KINDS = ("fem", "sci", "codec")
 
 
 def code_version() -> dict:

@@ -57,3 +57,26 @@ def load_pretrained(task: str = "recon", *, path: str | Path | None = None,
         raise CheckpointError(path, f"weights are for task {model.config.task!r}, not {task!r}")
     return model
 
+
+
+CODEC_WEIGHTS = "sci_codec.pt"
+
+
+def codec_path() -> Path:
+    return WEIGHTS_DIR / CODEC_WEIGHTS
+
+
+def load_pretrained_codec(path: str | Path | None = None, *, device: str = "cpu"):
+    """The shipped codec with its cloud side (a CodedSCI), or the one at ``path``
+    (a stage-3 checkpoint); it has its integer tables, so it encodes and decodes."""
+    from .codec import load_coded
+
+    path = Path(path) if path is not None else codec_path()
+    if not path.is_file():
+        raise CheckpointError(path, "codec weights not found (reproduce them with "
+                                    "`make weights-codec`, see README)")
+    model = load_coded(path, device=device)
+    if model.codec.tables is None:
+        raise CheckpointError(path, "the codec has no integer tables (a last.pt? use the "
+                                    "final.pt of a stage-3 run)")
+    return model

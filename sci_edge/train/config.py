@@ -14,6 +14,7 @@ from typing import Any
 from .. import config as _config
 from ..config import FieldError
 from ..models.cloud.analysis import AnalysisConfig
+from ..models.codec import CodecConfig
 from ..models.end.fem import FEMConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -41,6 +42,11 @@ class DataConfig:
     augment: bool = False                   # smnist: random similarity transform and gain
     smnist_speeds: tuple[float, float] = (0.05, 0.15)  # smnist: drift, px per step (range)
     smnist_alpha: tuple[float, float] = (0.8, 0.8)     # smnist: camera gain (range)
+    # stage 3: FEM features of cache_items scenes of cache_size, computed once into this
+    # .npz (built when missing); training crops data.size from them with flips and turns
+    cache: str | None = None
+    cache_items: int = _at_least(1, 400)
+    cache_size: tuple[int, int] = _at_least(32, (128, 128))
 
     def __post_init__(self):
         for key, (lo, hi) in (("speeds", self.speeds), ("alpha", self.alpha)):
@@ -82,12 +88,13 @@ class ModelConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     num_classes: int = _at_least(2, 10)
     dropout: float = field(default=0.0, metadata={"min": 0.0, "lt": 1.0})  # cls head only
+    codec: CodecConfig = field(default_factory=CodecConfig)  # stage 3
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    stage: int = field(default=1, metadata={"choices": (1, 2)})
-    task: str = field(default="recon", metadata={"choices": ("recon", "cls")})
+    stage: int = field(default=1, metadata={"choices": (1, 2, 3)})
+    task: str = field(default="recon", metadata={"choices": ("recon", "cls", "codec")})
     out_dir: str = "runs/stage1"
     init: str | None = None                 # stage 2: the stage-1 checkpoint holding the FEM;
                                             # stage 1: optional, a FEM to start from
@@ -97,6 +104,15 @@ class TrainConfig:
                                                     # and stage 2 when the FEM trains too)
     fem_lr_scale: float = _at_least(0.0, 0.0)  # stage 2: 0 keeps the FEM frozen (the paper's
                                                # stage II); > 0 fine-tunes it jointly at lr * this
+    # stage 3: R + lambda * D, one lambda per quality index (as many as model.codec.qualities)
+    lambdas: tuple[float, ...] = field(default=(100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
+                                       metadata={"gt": 0.0})
+    codec_frames: int = _at_least(0, 0)     # stage 3 / codec: frames per training sequence
+                                            # (an I frame, then P), a random run of the
+                                            # sample's 2K+1 features; 0 = all of them
+    init_codec: str | None = None           # stage 3, task recon/cls: the trained codec
+                                            # (stage 3 / codec checkpoint, holding the FEM and
+                                            # cloud side it was trained with) to fine-tune
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -113,6 +129,23 @@ class TrainConfig:
             raise FieldError("data.dataset", "classification trains on data.dataset = 'smnist'")
         if self.stage == 2 and self.init is None:
             raise FieldError("init", "stage 2 needs init = the stage-1 checkpoint holding the FEM")
+        if (self.task == "codec") != (self.stage == 3 and self.init_codec is None):
+            if self.task == "codec" and self.stage != 3:
+                raise FieldError("task", "the codec trains in stage 3")
+            if self.task != "codec" and self.stage == 3:
+                raise FieldError("init_codec", "stage 3 recon/cls fine-tunes the cloud side "
+                                               "on a trained codec: set init_codec")
+            raise FieldError("init_codec", "task codec trains a fresh codec: no init_codec")
+        if self.stage == 3:
+            if self.task == "codec" and self.init is None:
+                raise FieldError("init", "stage 3 / codec needs init = a stage-2 recon "
+                                         "checkpoint (its FEM makes the features)")
+            if self.task == "codec" and len(self.lambdas) != self.model.codec.qualities:
+                raise FieldError("lambdas", f"needs one lambda per quality index "
+                                            f"({self.model.codec.qualities}), got "
+                                            f"{len(self.lambdas)}")
+            if self.task == "codec" and self.data.dataset != "scenes":
+                raise FieldError("data.dataset", "the codec trains on data.dataset = 'scenes'")
         if self.fem_lr_scale > 0 and self.stage != 2:
             raise FieldError("fem_lr_scale", "is for stage 2 (stage 1 trains the FEM anyway)")
 

@@ -407,7 +407,8 @@ class Trainer:
                     metrics = row
                 _append_logs(log_csv, log_jsonl, row)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
-                                 if k in ("loss", "psnr", "acc", "val_psnr", "val_acc")})
+                                 if k in ("loss", "psnr", "acc", "bpp", "val_psnr", "val_acc",
+                                          "val_bpp", "val_feat_psnr")})
                 running, count = {}, 0
             if main and (self.step % cfg.log.checkpoint_every == 0 or last):
                 self.save("last.pt", metrics)
@@ -422,7 +423,8 @@ class Trainer:
         return {"step": self.step, "seconds": time.perf_counter() - started, **metrics}
 
 
-LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "ce", "psnr", "acc", "lap_l1", "val_loss",
+LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "ce", "psnr", "acc", "lap_l1", "bpp",
+               "feat_psnr", "val_bpp", "val_feat_psnr", "val_loss",
                "val_mse", "val_psnr", "val_tfp_psnr", "val_acc", "val_lap_l1", "val_lap_l2"]
 
 
@@ -443,7 +445,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dic
 
     With ``cfg.workers > 0`` data workers are spawned processes, so a script that
     calls this must guard its entry point with ``if __name__ == "__main__":``."""
-    trainer = Trainer(cfg, resume=resume, quiet=quiet)
+    if cfg.stage == 3:
+        from .codec import CodecTrainer
+
+        trainer = CodecTrainer(cfg, resume=resume, quiet=quiet)
+    else:
+        trainer = Trainer(cfg, resume=resume, quiet=quiet)
     try:
         return trainer.run()
     finally:

@@ -296,7 +296,7 @@ def test_config_errors(tmp_path):
             ("data.noise_prob", -0.1, "data.noise_prob: must be in"),
             ("log.every", 0, "log.every: must be >= 1"),
             ("workers", -1, "workers: must be >= 0"),
-            ("stage", 3, "stage: must be one of 1, 2"),
+            ("stage", 4, "stage: must be one of 1, 2, 3"),
             ("model", 3, "model: must be a table, got 3"),
             ("model.task", "cls", r"model.task: unknown key"),
             ("model.analysis.neighbours", 2, r"model.analysis.neighbours: unknown key \(did you "

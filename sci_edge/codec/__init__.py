@@ -1,0 +1,1 @@
+"""Feature codec: entropy coding, bitstream, integer entropy parameters."""

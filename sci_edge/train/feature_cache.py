@@ -1,0 +1,105 @@
+"""Stage 3's training data: FEM features computed once, then cropped and turned.
+
+Simulating a scene and running the FEM on its 2K+1 windows costs seconds a
+sample on a CPU, far more than a codec step; so stage 3 computes ``cache_items``
+samples once (features of the 2K+1 windows, the target rate image and the gain)
+into an .npz, and each step draws crops of ``data.size`` from them with a random
+dihedral transform, a function of the sample index only."""
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import DataError
+from ..io._atomic import atomic_path
+from .config import DataConfig
+from .data import INFINITE, SceneSamples
+
+FORMAT = "sci_edge-feature-cache-v1"
+
+
+@torch.no_grad()
+def build_feature_cache(path: str | Path, cfg: DataConfig, sci, *, split: str = "train",
+                        items: int | None = None, workers: int = 0,
+                        quiet: bool = False) -> Path:
+    """Simulate ``items`` (default ``cfg.cache_items``) scenes of ``cfg.cache_size``
+    from ``split`` and store the FEM features of the SCI model's windows around
+    each middle step."""
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    span = sci.config.span
+    ds = SceneSamples(replace(cfg, size=tuple(cfg.cache_size)), span, split=split,
+                      length=items or cfg.cache_items, seed_offset=777 if split == "train" else 12345)
+    loader = DataLoader(ds, batch_size=4, num_workers=workers,
+                        multiprocessing_context="spawn" if workers else None)
+    feats, rates, alphas = [], [], []
+    sci.eval()
+    for spikes, rate, alpha in tqdm(loader, desc=f"feature cache ({split})", unit="batch",
+                                    disable=quiet, file=sys.stderr):
+        windows = sci.windows_at(spikes, spikes.shape[1] // 2).float()
+        feats.append(sci.extract(windows).numpy().astype(np.float16))
+        rates.append(rate[:, 0].numpy().astype(np.float16))
+        alphas.append(alpha.numpy().astype(np.float32))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:    # a file object: no suffix added
+        np.savez(fh, format=np.array(FORMAT), features=np.concatenate(feats),
+                 rates=np.concatenate(rates), alphas=np.concatenate(alphas),
+                 stride=np.array(sci.config.analysis.stride))
+    return path
+
+
+def load_feature_cache(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["format"]) != FORMAT:
+                raise DataError(f"{path}: not a sci_edge feature cache")
+            return {k: z[k] for k in ("features", "rates", "alphas", "stride")}
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: unreadable feature cache ({exc}); delete it to rebuild") \
+            from None
+
+
+class CachedFeatureSamples(Dataset):
+    """Item i: (features (N, h, w), rate (1, h, w), alpha) cropped from cached sample
+    i mod items at a place and in a dihedral transform drawn from (seed, i)."""
+
+    def __init__(self, cache: dict[str, np.ndarray], size: tuple[int, int], seed: int,
+                 length: int = INFINITE, items: range | None = None, augment: bool = True):
+        self.features, self.rates, self.alphas = (cache["features"], cache["rates"],
+                                                  cache["alphas"])
+        self.items = items if items is not None else range(len(self.alphas))
+        self.size = (int(size[0]), int(size[1]))
+        H, W = self.features.shape[-2:]
+        if self.size[0] > H or self.size[1] > W:
+            raise DataError(f"crop {self.size} larger than the cached features {H}x{W}")
+        self.seed, self.length, self.augment = int(seed), int(length), augment
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([self.seed, int(i)])
+        k = self.items[int(i) % len(self.items)]
+        H, W = self.features.shape[-2:]
+        h, w = self.size
+        y0 = int(rng.integers(0, H - h + 1)) if self.augment else (H - h) // 2
+        x0 = int(rng.integers(0, W - w + 1)) if self.augment else (W - w) // 2
+        f = self.features[k, :, y0:y0 + h, x0:x0 + w].astype(np.float32)
+        r = self.rates[k, y0:y0 + h, x0:x0 + w].astype(np.float32)[None]
+        if self.augment:
+            turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+            if h == w and turns:
+                f, r = np.rot90(f, turns, (1, 2)), np.rot90(r, turns, (1, 2))
+            if flip:
+                f, r = f[..., ::-1], r[..., ::-1]
+        return (torch.from_numpy(np.ascontiguousarray(f)), torch.from_numpy(np.ascontiguousarray(r)),
+                torch.tensor(float(self.alphas[k])))
