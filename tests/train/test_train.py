@@ -329,11 +329,16 @@ def test_bundled_configs_load():
     assert MOTIONS == MOTION_KINDS
     names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
     assert {"stage1_fem", "stage2_recon", "stage2_cls", "stage2_recon_gpu_k3",
-            "stage2_cls_gpu"} <= set(names)
+            "stage2_cls_gpu", "stage3_codec", "stage3_recon"} <= set(names)
     for name in names:
         cfg = load_config(name)
         assert cfg.optim.steps > 0
         m = cfg.model
+        if cfg.stage == 3:        # the codec's model comes from its init / init_codec
+            from sci_edge.models.codec import CodecConfig
+
+            assert isinstance(m.codec, CodecConfig) and len(cfg.lambdas) == m.codec.qualities
+            continue
         sci = SCIConfig(task=cfg.task, fem=m.fem, analysis=m.analysis,
                         num_classes=m.num_classes, dropout=m.dropout)
         assert SCIConfig.from_dict(sci.to_dict()) == sci
