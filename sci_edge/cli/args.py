@@ -98,3 +98,23 @@ def gain(text: str):
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"--gain takes 'auto' or a positive number, got {text!r}") from None
+
+
+def feature_stride(text: str) -> int:
+    """Spike steps between coded features: 1..65535 (the .sci header's field)."""
+    value = positive_int(text)
+    if value > 0xFFFF:
+        raise argparse.ArgumentTypeError(f"--stride must be at most 65535, got {text!r}")
+    return value
+
+
+def intra_period(text: str) -> int:
+    """-1 (only the first frame intra) or 1..32767."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value != -1 and not 1 <= value <= 0x7FFF:
+        raise argparse.ArgumentTypeError(
+            f"--intra-period takes -1 (only the first frame) or 1..32767, got {text!r}")
+    return value

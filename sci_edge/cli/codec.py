@@ -10,7 +10,6 @@ classification head of the same weights.
 Torch is imported inside the handlers: building the parser must stay cheap."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from types import SimpleNamespace
 from ..errors import CheckpointError, CodecError, DataError, OutputError, SpikeFileError
 from . import args as A
 from .common import (add_json, add_quiet, add_spike_input, check_output_dir,
-                     check_output_file, open_input, progress, report)
+                     check_output_file, open_input, progress, report, warn_stride)
 
 SPIKE_SUFFIXES = (".dat", ".npz", ".npy")
 STDIO = "-"
@@ -38,24 +37,6 @@ def register_decode(sub) -> None:
 
 
 # --- option parsers ---------------------------------------------------------------------------
-
-
-def _intra_period(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value != -1 and not 1 <= value <= 0x7FFF:
-        raise argparse.ArgumentTypeError(
-            f"--intra-period takes -1 (only the first frame) or 1..32767, got {text!r}")
-    return value
-
-
-def _stride(text: str) -> int:
-    value = A.positive_int(text)
-    if value > 0xFFFF:
-        raise argparse.ArgumentTypeError(f"--stride must be at most 65535, got {text!r}")
-    return value
 
 
 def _at(text: str):
@@ -90,9 +71,9 @@ def _register_encode(sub) -> None:
     p.add_argument("--quality", type=A.non_negative_int,
                    help="quality index, 0 (fewest bits) .. the weights' highest "
                         "(default: the highest)")
-    p.add_argument("--stride", type=_stride, default=5,
+    p.add_argument("--stride", type=A.feature_stride, default=5,
                    help="spike steps between coded features (default 5)")
-    p.add_argument("--intra-period", type=_intra_period, default=32,
+    p.add_argument("--intra-period", type=A.intra_period, default=32,
                    help="an I frame every this many frames; -1: only the first (default 32)")
     p.add_argument("--deadzone", type=A.non_negative_float, default=0.0,
                    help="rounding dead zone of the encoder, 0 .. <0.5: keeps small changes "
@@ -171,7 +152,7 @@ def run_encode(ns) -> int:
             gain = estimate_gain(source)
         else:
             gain = float(ns.gain)
-        _warn_stride(model, ns.stride)
+        warn_stride("sci-edge encode", model.sci.config.analysis.stride, ns.stride)
         result = _compress(ns, model, source, target, quality, gain)
     doc = result.to_dict()
     doc.update(input=str(ns.input), source=what, output=ns.output, quality=quality,
@@ -191,16 +172,6 @@ def run_encode(ns) -> int:
     with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
         report(ns, doc, lines)
     return 0
-
-
-def _warn_stride(model, stride: int) -> None:
-    a = model.sci.config.analysis.stride
-    if a % stride:
-        fits = ", ".join(str(d) for d in range(1, a + 1) if a % d == 0)
-        print(f"sci-edge encode: warning: these weights' cloud side reads features {a} spike "
-              f"steps apart; a --stride of {stride} does not divide {a}, so `sci-edge decode "
-              f"--reconstruct/--classify` cannot use this stream (strides that fit: {fits})",
-              file=sys.stderr)
 
 
 def _compress(ns, model, source, target, quality: int, gain: float):

@@ -132,3 +132,15 @@ def check_output_dir(path: str | Path, *, create: bool = True) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(path, "permission denied: the folder is not writable")
     return path
+
+
+def warn_stride(prog: str, analysis_stride: int, stride: int) -> None:
+    """Warn (stderr) when coded features every ``stride`` steps cannot feed a cloud
+    side that reads them ``analysis_stride`` steps apart."""
+    a = analysis_stride
+    if a % stride:
+        fits = ", ".join(str(d) for d in range(1, a + 1) if a % d == 0)
+        print(f"{prog}: warning: the cloud side of these weights reads features {a} spike "
+              f"steps apart; a --stride of {stride} does not divide {a}, so `sci-edge "
+              f"decode --reconstruct/--classify` cannot use this stream (strides that fit: "
+              f"{fits})", file=sys.stderr)

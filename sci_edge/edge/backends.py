@@ -12,6 +12,7 @@ by tensor name::
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def popcount_feed(dots: np.ndarray, name: str = "dots") -> dict[str, np.ndarray]
     return {name: np.ascontiguousarray(dots, np.float32)}
 
 
-class Backend:
+class Backend(ABC):
     """What every runtime offers: ``run``, ``metadata``, ``inputs``, ``outputs``."""
 
     format: ExportFormat
@@ -51,8 +52,9 @@ class Backend:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
 
+    @abstractmethod
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Named input arrays -> named output arrays."""
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.run(inputs)

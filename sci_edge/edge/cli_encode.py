@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..cli import args as A
 from ..cli.common import (add_json, add_quiet, add_spike_input, check_output_file, open_input,
-                          progress, report)
+                          progress, report, warn_stride)
 from ..errors import DataError, OutputError, SciEdgeError, SpikeFileError
 
 PROG = "sci-edge-encode"
@@ -22,24 +22,6 @@ SPIKE_SUFFIXES = (".dat", ".npz", ".npy")
 STDIO = "-"
 BUNDLE_ENV = "SCI_EDGE_BUNDLE"
 EXIT_ERROR = 2
-
-
-def _stride(text: str) -> int:
-    value = A.positive_int(text)
-    if value > 0xFFFF:
-        raise argparse.ArgumentTypeError(f"--stride must be at most 65535, got {text!r}")
-    return value
-
-
-def _intra_period(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value != -1 and not 1 <= value <= 0x7FFF:
-        raise argparse.ArgumentTypeError(
-            f"--intra-period takes -1 (only the first frame) or 1..32767, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: estimated from the spikes)")
     p.add_argument("--quality", type=A.non_negative_int,
                    help="quality index, 0 (fewest bits) .. the bundle's highest (default)")
-    p.add_argument("--stride", type=_stride, default=5,
+    p.add_argument("--stride", type=A.feature_stride, default=5,
                    help="spike steps between coded features (default 5)")
-    p.add_argument("--intra-period", type=_intra_period, default=32,
+    p.add_argument("--intra-period", type=A.intra_period, default=32,
                    help="an I frame every this many frames; -1: only the first (default 32)")
     p.add_argument("--precision", choices=("int8", "fp32"),
                    help="graphs to run (default: int8 when the bundle has them, else fp32)")
@@ -107,12 +89,8 @@ def run(ns) -> int:
                                    f"least {bundle.window} (one feature window)")
     gain = estimate_gain(source) if ns.gain == "auto" else float(ns.gain)
     a = bundle.config.get("analysis_stride")
-    if isinstance(a, int) and a > 0 and a % ns.stride:
-        fits = ", ".join(str(d) for d in range(1, a + 1) if a % d == 0)
-        print(f"{PROG}: warning: the cloud side of these weights reads features {a} spike "
-              f"steps apart; a --stride of {ns.stride} does not divide {a}, so `sci-edge "
-              f"decode --reconstruct/--classify` cannot use this stream (strides that fit: "
-              f"{fits})", file=sys.stderr)
+    if isinstance(a, int) and a > 0:
+        warn_stride(PROG, a, ns.stride)
     encoder = EdgeEncoder(bundle, precision=precision, threads=ns.threads)
     with progress(None, "encode", ns.quiet, unit="frame") as bar:
         def step(done: int, total: int) -> None:

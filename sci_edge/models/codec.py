@@ -112,12 +112,6 @@ class EncodedFrame:
     symbols: np.ndarray       # q, the frame's integer latents (C, h, w)
 
 
-@dataclass
-class DecodedFrame:
-    feature: np.ndarray       # (H, W) float32
-    symbols: np.ndarray       # q (C, h, w) int32
-
-
 def _bin_likelihood(x: torch.Tensor, mean: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     v = (x - mean).abs()
     upper = torch.special.ndtr((0.5 - v) / sigma)
@@ -226,14 +220,16 @@ class FeatureCodec(nn.Module):
                 offsets.append(-half)
         hyper = IndexedTables.from_pmfs(pmfs, offsets)
         zs = {INTRA: [], INTER: []}
+        ys = [self.encoder.analysis(_pad(calibration[:, t:t + 1]))
+              for t in range(calibration.shape[1])]       # the same at every quality
         quality = torch.full((calibration.shape[0],), c.qualities - 1, dtype=torch.long)
         for q in range(c.qualities):
             quality.fill_(q)
             step = self.steps(quality)
             prev_q = None
-            for t in range(calibration.shape[1]):
+            for t, y in enumerate(ys):
                 kind = INTRA if prev_q is None else INTER
-                u = self.encoder.analysis(_pad(calibration[:, t:t + 1])) / step
+                u = y / step
                 v = u if prev_q is None else u - prev_q
                 zs[kind].append(torch.round(self._hyper(kind)[0](v)))
                 prev_q = torch.round(u)

@@ -50,11 +50,6 @@ class CodecTrainer(Trainer):
     def fem_trains(self) -> bool:
         return False
 
-    def model_config(self) -> SCIConfig:
-        if self.cfg.task == "codec":
-            return SCIConfig.from_dict(self._sci_doc["model_config"])
-        return self.model.sci.config
-
     @property
     def span(self) -> int:
         return self.model.sci.config.span
@@ -66,7 +61,6 @@ class CodecTrainer(Trainer):
             if doc["kind"] != "sci" or doc["model_config"].get("task") != "recon":
                 raise CheckpointError(cfg.init, "stage 3 / codec needs init = a stage-2 recon "
                                                 "checkpoint (e.g. sci_edge/weights/sci_recon.pt)")
-            self._sci_doc = doc
             model = CodedSCI(SCIConfig.from_dict(doc["model_config"]), cfg.model.codec)
             model.sci.load_state_dict(doc["state"])
             frozen = [model.sci]

@@ -318,3 +318,31 @@ def test_exported_codec_refers_to_the_shipped_cloud_side(tmp_path):
 
     with pytest.raises(CheckpointError, match="sha256"):
         load_coded(out)
+
+
+def test_bad_codec_weights_are_clear_errors(tmp_path):
+    from sci_edge.errors import CheckpointError
+    from sci_edge.models.checkpoint import save_checkpoint
+    from sci_edge.models.codec import load_coded
+    from sci_edge.models.pretrained import load_pretrained_codec
+
+    with pytest.raises(CheckpointError, match="not found"):
+        load_pretrained_codec(tmp_path / "none.pt")
+    model = small_coded()
+    sci_only = save_checkpoint(tmp_path / "sci.pt", kind="sci",
+                               model_config=model.sci.config.to_dict(),
+                               state=model.sci.state_dict())
+    with pytest.raises(CheckpointError, match="not a codec one"):
+        load_coded(sci_only)
+    model.codec.tables = None           # a last.pt: trained, tables not built yet
+    no_tables = save_checkpoint(tmp_path / "last.pt", kind="codec",
+                                model_config=model.model_config(),
+                                state=model.state_for_checkpoint())
+    with pytest.raises(CheckpointError, match="no integer tables"):
+        load_pretrained_codec(no_tables)
+    broken = dict(model.state_for_checkpoint())
+    broken.pop(next(k for k in broken if k.startswith("codec.encoder")))
+    bad = save_checkpoint(tmp_path / "bad.pt", kind="codec",
+                          model_config=model.model_config(), state=broken)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_coded(bad)

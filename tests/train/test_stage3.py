@@ -86,3 +86,15 @@ def test_stage3_config_checks(tmp_path):
         load_config(_config(tmp_path, "recon"))
     with pytest.raises(ConfigError, match="lambdas"):
         load_config(_config(tmp_path, "codec"), ["lambdas=[1.0]"])
+
+
+def test_a_damaged_feature_cache_is_a_clear_error(tmp_path):
+    from sci_edge.errors import DataError
+
+    bad = tmp_path / "cache.npz"
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(DataError, match="cache.npz: unreadable feature cache"):
+        load_feature_cache(bad)
+    np.savez(tmp_path / "other.npz", format=np.array("something else"))
+    with pytest.raises(DataError, match="not a sci_edge feature cache"):
+        load_feature_cache(tmp_path / "other.npz")

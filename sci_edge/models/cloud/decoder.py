@@ -8,7 +8,6 @@ previously decoded feature, a context only the cloud side needs.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -120,7 +119,3 @@ class FeatureDecoder(nn.Module):
         self.hyper_intra = HyperSynthesis(channels, hyper_channels, hyper_width, levels)
         self.hyper_inter = HyperSynthesis(channels, hyper_channels, hyper_width, levels)
         self.synthesis = SynthesisTransform(channels, width)
-
-
-def as_numpy_int(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy().astype(np.int32)
