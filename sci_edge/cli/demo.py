@@ -113,6 +113,42 @@ def _codec_path(model, spikes, times, gain, out_dir: Path, quality: int, quiet: 
     return model.sci.reconstruct_stream(decoded.stream, times), res
 
 
+def _edge_path(model, spikes, times, gain, out_dir: Path, quality: int, quiet: bool):
+    """The device workflow: export a bundle (ONNX + INT8, calibrated on simulated
+    scenes), encode with the torch-free INT8 edge encoder, decode in the cloud
+    path; returns (images, EdgeEncodeResult, bundle dir) or (None, why, None)."""
+    import contextlib
+    import io
+
+    from .._deps import available
+
+    missing = [m for m in ("onnx", "onnxruntime") if not available(m)]
+    if missing:
+        return None, f"{' and '.join(missing)} not installed (pip install '.[export]')", None
+    from ..edge.encoder import EdgeEncoder
+    from ..export.bundle import export_bundle
+    from ..export.config import ExportConfig
+    from ..export.quantize import calibration_spikes
+    from ..models.coding import decompress
+
+    bundle = out_dir / "bundle"
+    calib = ExportConfig().calib
+    with progress(1, "demo: export INT8 bundle", quiet, unit="bundle") as bar:
+        with contextlib.redirect_stdout(io.StringIO()):
+            export_bundle(model, bundle, int8=True, trt=False,
+                          calibration=calibration_spikes(count=calib, size=(128, 128)),
+                          size=(64, 64))
+        bar.update(1)
+    path = out_dir / "spikes_int8.sci"
+    with progress(1, "demo: edge encode (INT8)", quiet, unit="file") as bar:
+        res = EdgeEncoder(bundle, precision="int8").encode(
+            spikes, path, quality=quality, stride=CODEC_STRIDE,
+            intra_period=CODEC_INTRA_PERIOD, gain=gain)
+        bar.update(1)
+    decoded = decompress(model, path)
+    return model.sci.reconstruct_stream(decoded.stream, times), res, bundle
+
+
 def _reconstruct_sci(model, spikes, times, gain, quiet: bool):
     with progress(len(times), "demo: SCI", quiet, unit="frame") as bar:
         return model.reconstruct(spikes, times, gain, progress=bar.update)
@@ -149,6 +185,12 @@ def run_demo(out_dir: Path, *, image: str = "camera", size=(256, 256), motion: s
         quality = codec.codec.config.qualities - 1
         rec["sci_coded"], coded = _codec_path(codec, seq.spikes, times, alpha, out_dir,
                                               quality, quiet)
+        edge_imgs, edge, bundle = _edge_path(codec, seq.spikes, times, alpha, out_dir,
+                                             quality, quiet)
+        if edge_imgs is not None:
+            rec["sci_int8"] = edge_imgs
+    else:
+        edge, bundle = why_no_codec, None
     rows = []
     for i, t in enumerate(times):
         gt = seq.gt[i]
@@ -174,6 +216,8 @@ def run_demo(out_dir: Path, *, image: str = "camera", size=(256, 256), motion: s
         "codec": ({**coded.to_dict(), "quality": quality, "stride": CODEC_STRIDE,
                    "intra_period": CODEC_INTRA_PERIOD}
                   if coded is not None else f"skipped: {why_no_codec}"),
+        "edge_int8": ({**edge.to_dict(), "bundle": str(bundle)} if bundle is not None
+                      else f"skipped: {edge}"),
         "render_and_simulate_s": t_sim, "output_dir": str(out_dir),
     }
     if verbose:
@@ -204,6 +248,13 @@ def run_demo(out_dir: Path, *, image: str = "camera", size=(256, 256), motion: s
                   f"uncompressed")
         else:
             print(f"  codec skipped: {why_no_codec}")
+        if bundle is not None:
+            print(f"  edge encoder (torch-free, onnxruntime INT8, bundle {bundle}): "
+                  f"{edge.path}: {edge.bits} bits = {edge.bpsp:.4f} bpsp, "
+                  f"{edge.frames / edge.seconds:.1f} feature frames/s; decoded by the cloud "
+                  f"path: SCI_INT8 PSNR {m['sci_int8_psnr']:.2f} dB")
+        elif coded is not None:
+            print(f"  edge encoder skipped: {edge}")
         print(f"  images: {out_dir}/compare_<t>.png (ground truth | "
               f"{' | '.join(n.upper() for n in names)}), gt_/tfp_/tfi_/spikes_<t>.png")
     return summary

@@ -68,10 +68,25 @@ def register(sub) -> None:
                    help="SVT-AV1 CRFs of CAAS (default 20,30,40,50,60)")
     e.add_argument("--crfs-cta", type=_int_list("--crfs-cta"),
                    help="x265 CRFs of the lossy spike coding (default 28,34,40,46)")
+    e.add_argument("--edge", type=_edge_list, default=(),
+                   help="also run the torch-free device encoder at these precisions "
+                        "(comma list of fp32, int8) on the same spikes, decoded by the same "
+                        "cloud side, with BD-rate and BD-PSNR against ours")
+    e.add_argument("--bundle",
+                   help="the device bundle of --edge (default: one exported from the "
+                        "weights into a temporary folder, INT8 calibrated on 16 scenes)")
     e.add_argument("--plot", help="also write PSNR vs bpsp to this .png/.pdf/.svg")
     add_quiet(e)
     add_json(e)
     e.set_defaults(handler=run_rd)
+
+
+def _edge_list(text: str) -> tuple[str, ...]:
+    out = tuple(v.strip() for v in text.split(",") if v.strip())
+    bad = [v for v in out if v not in ("fp32", "int8")]
+    if not out or bad:
+        raise argparse.ArgumentTypeError(f"--edge takes fp32 and/or int8, got {text!r}")
+    return out
 
 
 def _int_list(option: str):
@@ -187,7 +202,7 @@ def run_rd(ns) -> int:
         doc = evaluate_rd(model, items, stride=ns.stride, intra_period=ns.intra_period,
                           deadzone=ns.deadzone,
                           baselines=ns.baselines, shipped=shipped, data=ns.data,
-                          progress=bar.update, **options)
+                          progress=bar.update, edge=ns.edge, bundle=ns.bundle, **options)
     if why is not None:
         from dataclasses import replace
 

@@ -75,6 +75,23 @@ def register(sub) -> None:
                    help="timed runs per module; the median is reported (default 3)")
     p.add_argument("--no-latency", action="store_true",
                    help="do not time the modules on this CPU (counts only)")
+    p.add_argument("--no-ort", action="store_true",
+                   help="time torch only, not the device runtimes (onnxruntime fp32 and "
+                        "INT8 of the exported end side; they need the export extra and "
+                        "about a minute to export and calibrate)")
+    p.add_argument("--no-power", action="store_true",
+                   help="on a Jetson, do not measure the board's power (by default the INT8 "
+                        "edge encoder runs while the INA3221 input rail is sampled, and the "
+                        "measured energy per frame replaces the estimate for this board)")
+    p.add_argument("--power-seconds", type=A.positive_float, default=5.0, metavar="S",
+                   help="seconds of encoding while power is sampled (default 5; 2 s idle "
+                        "before)")
+    p.add_argument("--power-rail", metavar="NAME",
+                   help="the rail to measure: default the board input (VDD_IN, POM_5V_IN); "
+                        "'sum' for all monitored rails (AGX boards have no input rail)")
+    p.add_argument("--jtop", action="store_true",
+                   help="allow jtop (jetson-stats, AGPL, not a dependency) as the power "
+                        "source where the INA3221 files are not readable")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--markdown", action="store_true",
                      help="print the tables as Markdown (for a README)")
@@ -112,17 +129,70 @@ def run(ns) -> int:
     modules = importlib.import_module("sci_edge.profiling.modules")
     h, w = ns.size
     profile = modules.profile_modules(h, w, repeats=ns.repeats, latency=not ns.no_latency)
+    runtimes = _runtimes(ns, profile, h, w)
+    if runtimes.get("latency") is not None:
+        from ..profiling.runtimes import with_runtime_latency
+
+        profile = with_runtime_latency(profile, runtimes.pop("latency"))
     k = ns.features_per_output or getattr(profile, "features_per_output", None) \
         or DEFAULT_FEATURES_PER_OUTPUT
     rate = features_rate(**rate_options, features_per_output=int(k))
+    power = _power(ns, h, w, rate, budget)
     result = build_report(profile, devices, budget, rate=rate, size=(h, w),
                           precision=ns.precision, efficiency=efficiency, modes=ns.mode,
-                          bytes_scale=ns.bytes_scale)
+                          bytes_scale=ns.bytes_scale, runtimes=runtimes, power=power)
     if ns.markdown:
         print(render(result, markdown=True))
     else:
         report(ns, result.to_dict(), render(result))
     return 0
+
+
+def _runtimes(ns, profile, h: int, w: int) -> dict:
+    """The device runtimes' latencies (key "latency") and what to say of them."""
+    import torch
+
+    from ..profiling.runtimes import runtime_latency, unavailable_reason
+
+    if ns.no_latency:
+        return {"measured": False, "reason": "--no-latency"}
+    if ns.no_ort:
+        return {"measured": False, "reason": "--no-ort"}
+    reason = unavailable_reason()
+    if reason:
+        return {"measured": False, "reason": reason}
+    lat = runtime_latency(h, w, repeats=ns.repeats, threads=torch.get_num_threads())
+    return {"measured": True, "threads": lat.threads, "versions": lat.versions,
+            "int8_target": lat.int8_target, "latency": lat}
+
+
+def _power(ns, h: int, w: int, rate, budget) -> dict:
+    """Measured power on this board (a Jetson), or why not."""
+    from ..profiling.power import PowerUnavailable, power_unavailable_reason
+
+    if ns.no_power:
+        return {"measured": False, "reason": "--no-power"}
+    reason = power_unavailable_reason(allow_jtop=ns.jtop)
+    if reason is not None:
+        return {"measured": False, "reason": reason}
+    why = unavailable_reason_ort()
+    if why:
+        return {"measured": False, "reason": f"the edge encoder cannot run: {why}"}
+    from ..profiling.runtimes import measure_end_side_power
+
+    try:
+        m = measure_end_side_power(h, w, seconds=ns.power_seconds, rail=ns.power_rail,
+                                   allow_jtop=ns.jtop)
+    except PowerUnavailable as exc:
+        return {"measured": False, "reason": str(exc)}
+    return {"measured": True, **m.to_dict(),
+            "at_rate": m.at_rate(rate.feature_rate, budget.watts)}
+
+
+def unavailable_reason_ort() -> str | None:
+    from ..profiling.runtimes import unavailable_reason
+
+    return unavailable_reason()
 
 
 def _list(ns, devices) -> int:
@@ -169,6 +239,8 @@ class ProfileReport:
     flops: object               # FlopsCheck
     rate: object                # Rate
     devices: tuple[DeviceReport, ...]
+    runtimes: dict = dataclasses.field(default_factory=dict)   # onnxruntime rows: measured?
+    power: dict = dataclasses.field(default_factory=dict)      # measured on this board, or why not
 
     def to_dict(self) -> dict:
         return {
@@ -184,6 +256,9 @@ class ProfileReport:
             "budget": {**self.budget.to_dict(), "gflops_check": self.flops.to_dict()},
             "rate": self.rate.to_dict(),
             "devices": [d.to_dict() for d in self.devices],
+            "runtimes": dict(self.runtimes),
+            "measured_power": dict(self.power),
+            "paper": paper_comparison(self.rows),
         }
 
 
@@ -196,7 +271,7 @@ def _row_dict(row) -> dict:
 
 
 def build_report(profile, devices, budget, *, rate, size, precision="int8", efficiency=None,
-                 modes=None, bytes_scale=None) -> ProfileReport:
+                 modes=None, bytes_scale=None, runtimes=None, power=None) -> ProfileReport:
     """The report of a module profile (``profile.rows``) on ``devices``; the end side is
     the sum of the rows with side == "end", the cloud side that of the reconstruction
     model's cloud rows (rows without a ``model`` count as its)."""
@@ -205,8 +280,10 @@ def build_report(profile, devices, budget, *, rate, size, precision="int8", effi
 
     efficiency = efficiency or DEFAULT_EFFICIENCY
     rows = tuple(profile.rows)
-    end, cloud = side_total(rows, "end"), side_total(rows, "cloud", model="recon")
-    cls = (side_total(rows, "cloud", model="cls")
+    # the codec's decoding rows belong to either model's cloud side
+    end = side_total(rows, "end")
+    cloud = side_total(rows, "cloud", model=("recon", "codec"))
+    cls = (side_total(rows, "cloud", model=("cls", "codec"))
            if any(getattr(r, "model", None) == "cls" for r in rows) else None)
     reports = []
     for d in devices:
@@ -222,7 +299,34 @@ def build_report(profile, devices, budget, *, rate, size, precision="int8", effi
                          assumptions=tuple(assumptions(efficiency, precision, bytes_scale)),
                          rows=rows, end_side=end, cloud_side=cloud, cls_cloud_side=cls,
                          budget=budget,
-                         flops=check_flops(end, budget), rate=rate, devices=tuple(reports))
+                         flops=check_flops(end, budget), rate=rate, devices=tuple(reports),
+                         runtimes=dict(runtimes or {}), power=dict(power or {}))
+
+
+# our rows that do what each of the paper's modules does (Tables IX and X)
+PAPER_ROWS = {
+    "FEM": ("fem.popcount", "fem.rest"),
+    "P-encoder": ("codec.analysis", "codec.hyper_encoder", "codec.hyper_synthesis"),
+    # an I frame runs the same layers (u in place of u - q_prev)
+    "I-encoder": ("codec.analysis", "codec.hyper_encoder", "codec.hyper_synthesis"),
+}
+
+
+def paper_comparison(rows) -> list[dict]:
+    """The paper's end-side GFLOPs (fvcore convention) beside ours, where we have the
+    module (the codec's rows are missing when it was left out)."""
+    out = []
+    end = {r.name: r for r in rows if r.side == "end"}
+    for module, names in PAPER_ROWS.items():
+        if not all(n in end for n in names):
+            continue
+        from ..profiling.modules import PAPER_GFLOPS
+
+        ours = sum(end[n].macs for n in names) / 1e9
+        paper = PAPER_GFLOPS[module]
+        out.append({"module": module, "paper_gflops": paper, "ours_gflops": ours,
+                    "rows": list(names), "ratio": paper / ours if ours else None})
+    return out
 
 
 def _table(header: list[str], body: list[list[str]], markdown: bool) -> list[str]:
@@ -273,6 +377,22 @@ def render(r: ProfileReport, markdown: bool = False) -> str:
     out = [f"{'### ' if markdown else ''}Modules at {r.height}x{r.width} (latency: median, "
            f"{where})", ""]
     out += _table(header, body, markdown)
+    rt = r.runtimes or {}
+    if rt.get("measured"):
+        out += ["", f"ort_fp32 / ort_int8: the exported end side in onnxruntime "
+                    f"{rt['versions'].get('onnxruntime', '?')} ({rt['threads']} threads, INT8 "
+                    f"for {rt['int8_target']}); the integer hyper-synthesis and rANS run the "
+                    "same code on every runtime; the cloud side is torch fp32 only"]
+    elif rt.get("reason") and backends:
+        out += ["", f"onnxruntime not timed: {rt['reason']}"]
+    paper = paper_comparison(r.rows)
+    if paper:
+        out += ["", f"{'### ' if markdown else ''}Against the paper (Feng et al. 2025, "
+                    "Tables IX and X; GFLOPs, fvcore convention, per feature frame)", ""]
+        out += _table(["module", "paper", "ours", "ours = rows", "paper / ours"],
+                      [[p["module"], f"{p['paper_gflops']:g}", f"{p['ours_gflops']:.3f}",
+                        " + ".join(p["rows"]), f"{p['ratio']:.0f}x"] for p in paper],
+                      markdown)
     f = r.flops
     verdict = "PASS" if f.fits else "FAIL"
     out += ["", f"{'### ' if markdown else ''}Budget", "",
@@ -304,6 +424,21 @@ def render(r: ProfileReport, markdown: bool = False) -> str:
                 + ("; (avg): the mode's own watts exceed the budget, it fits by idling"
                    if any(not m.mode_within_budget and m.fits
                           for d in r.devices for m in d.modes) else "")]
+    pw = r.power or {}
+    if pw.get("measured"):
+        a, m = pw["at_rate"], pw["power"]
+        mode = m["nvpmodel"].get("name") or "mode unknown"
+        out += ["", f"measured on this board ({mode}, {m['input_rail']} at "
+                    f"{m['rate_hz']:.0f} Hz, {m['samples']} samples; INT8 edge encoder on "
+                    f"onnxruntime, {pw['height']}x{pw['width']}): {m['mean_w']:.2f} W while "
+                    f"encoding, {pw['energy_per_frame_j'] * 1e3:.3g} mJ per feature frame, "
+                    f"{pw['frame_s'] * 1e3:.3g} ms per frame; at {a['feature_rate']:g}/s: "
+                    f"{a['power_at_rate_w']:.2f} W, utilisation {a['utilisation']:.0%}, max "
+                    f"{a['max_rate_within_budget']:.4g}/s within {r.budget.watts:g} W: "
+                    + ("PASS" if a["fits"] else "FAIL")
+                    + " (this replaces the estimate for this board)"]
+    elif pw.get("reason"):
+        out += ["", f"power not measured: {pw['reason']}"]
     if camera:
         out.append(f"min stride: the smallest stride at {r.rate.camera_hz:g} Hz that fits "
                    "(any larger stride fits too)")

@@ -37,11 +37,13 @@ see :data:`BD_AVERAGE`), and as the mean of the per-item values that exist.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -184,6 +186,7 @@ class RDSettings:
     crfs_cta: tuple[int, ...]
     baselines: tuple[str, ...]
     tfp_half_window: int = TFP_HALF_WINDOW
+    edge: tuple[str, ...] = ()             # device encoder precisions run as curves
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,7 @@ class _Plan:
     lossless: list[tuple[str, str]] = field(default_factory=list)
     shipped: bool = False
     skipped: list[str] = field(default_factory=list)
+    edge: dict = field(default_factory=dict)              # precision -> EdgeEncoder
 
 
 def _plan(baselines: Sequence[str], shipped, stride: int, available) -> _Plan:
@@ -376,6 +380,19 @@ def _evaluate_item(model, shipped, item: RDItem, plan: _Plan, *, qualities, stri
                           cloud(dec.stream, [t], gain=gain)[0], gt))
     curves.append(RDCurve(OURS, tuple(pts)))
 
+    # the torch-free device encoder on the same spikes, decoded by the same cloud side
+    for precision, encoder in plan.edge.items():
+        pts = []
+        for q in qualities:
+            buf = io.BytesIO()
+            enc = encoder.encode(spikes, buf, quality=q, stride=stride,
+                                 intra_period=intra_period, gain=gain)
+            data = buf.getvalue()
+            dec = decompress(model, data)
+            pts.append(_point(edge_curve(precision), f"Q{q}", 8 * len(data), steps,
+                              enc.frames, size, cloud(dec.stream, [t], gain=gain)[0], gt))
+        curves.append(RDCurve(edge_curve(precision), tuple(pts)))
+
     feats = np.clip(grid.features, 0.0, 1.0)
     for codec in plan.caas:
         own, ship = [], []
@@ -454,9 +471,25 @@ def _compare(scope: str, anchor: RDCurve, test: RDCurve) -> BDEntry:
                    res.saving_at_anchor_best, res.note)
 
 
+def edge_curve(precision: str) -> str:
+    """The name of the device encoder's curve at ``precision`` (fp32, int8)."""
+    return f"{OURS}/edge-{precision}"
+
+
+def _is_edge(method: str) -> bool:
+    return method.startswith(f"{OURS}/edge-")
+
+
 def _bd_entries(items: Sequence[RDItemResult], mean_curves) -> tuple[BDEntry, ...]:
     out: list[BDEntry] = []
-    anchors = [c.method for c in mean_curves if c.method != OURS and not c.lossless]
+    # the device encoders are measured against ours (torch fp32), the anchor
+    for e in [c.method for c in mean_curves if _is_edge(c.method)]:
+        for it in items:
+            out.append(_compare(it.name, it.curve(OURS), it.curve(e)))
+        out.append(_compare("mean-curve", next(c for c in mean_curves if c.method == OURS),
+                            next(c for c in mean_curves if c.method == e)))
+    anchors = [c.method for c in mean_curves
+               if c.method != OURS and not c.lossless and not _is_edge(c.method)]
     per_anchor: dict[str, list[BDEntry]] = {a: [] for a in anchors}
     for it in items:
         ours = it.curve(OURS)
@@ -479,13 +512,32 @@ def _bd_entries(items: Sequence[RDItemResult], mean_curves) -> tuple[BDEntry, ..
     return tuple(out)
 
 
+def _edge_encoders(model, precisions, bundle, stack) -> dict:
+    """precision -> EdgeEncoder of ``bundle`` (exported from ``model`` when None)."""
+    from ..edge.encoder import EdgeEncoder
+
+    if bundle is None:
+        from ..export.bundle import export_bundle
+        from ..export.config import ExportConfig
+        from ..export.quantize import calibration_spikes
+
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sci_edge_rd_")))
+        spikes = calibration_spikes(count=ExportConfig().calib, size=(128, 128))
+        with contextlib.redirect_stdout(io.StringIO()):
+            export_bundle(model, tmp / "bundle", int8="int8" in precisions, trt=False,
+                          calibration=spikes, size=(64, 64))
+        bundle = tmp / "bundle"
+    return {p: EdgeEncoder(bundle, precision=p) for p in precisions}
+
+
 def evaluate_rd(model, items: Iterable[RDItem], *, qualities: Sequence[int] | None = None,
                 stride: int = 5, intra_period: int = 32, deadzone: float = 0.0,
                 crfs_x265: Sequence[int] = CRFS_X265, crfs_av1: Sequence[int] = CRFS_AV1,
                 crfs_cta: Sequence[int] = CRFS_CTA,
                 baselines: Sequence[str] = BASELINES, shipped=None, data: str = "",
                 progress: Callable[[int], None] | None = None,
-                available: Callable[[str], str | None] | None = None) -> RDReport:
+                available: Callable[[str], str | None] | None = None,
+                edge: Sequence[str] = (), bundle=None) -> RDReport:
     """Rate-distortion curves of the codec ``model`` (a CodedSCI) and the classic
     baselines on ``items`` (:class:`RDItem`, e.g. from :func:`rd_items`).
 
@@ -497,7 +549,12 @@ def evaluate_rd(model, items: Iterable[RDItem], *, qualities: Sequence[int] | No
     "atc", "cta"; ``shipped``: the shipped recon SCIModel for the CAAS
     shipped-cloud curves (None: those are skipped). A tool that is missing
     (``available``, default :func:`~sci_edge.eval.baselines.available`) skips its
-    curves with the reason in ``skipped``. ``progress``: called with 1 per item."""
+    curves with the reason in ``skipped``. ``progress``: called with 1 per item.
+    ``edge``: precisions ("fp32", "int8") of the torch-free device encoder
+    (:class:`~sci_edge.edge.encoder.EdgeEncoder`) to run as extra curves on the
+    same spikes, from the device bundle ``bundle`` (a folder; None: one exported
+    from ``model`` into a temporary folder, INT8 calibrated on 16 simulated
+    scenes of the train split); their BD-rate and BD-PSNR are against ours."""
     available = bl.available if available is None else available
     baselines = tuple(baselines)
     why = _check_cloud(model.sci, stride)
@@ -512,17 +569,28 @@ def evaluate_rd(model, items: Iterable[RDItem], *, qualities: Sequence[int] | No
                           deadzone=float(deadzone),
                           crfs_x265=_ints(crfs_x265, "x265 CRFs"),
                           crfs_av1=_ints(crfs_av1, "AV1 CRFs"),
-                          crfs_cta=_ints(crfs_cta, "CTA CRFs"), baselines=baselines)
+                          crfs_cta=_ints(crfs_cta, "CTA CRFs"), baselines=baselines,
+                          edge=tuple(edge))
     plan = _plan(baselines, shipped, stride, available)
+    edge = tuple(edge)
+    bad = [p for p in edge if p not in ("fp32", "int8")]
+    if bad:
+        raise DataError(f"edge precisions are fp32 and int8, got {bad[0]!r}")
+    if edge and deadzone:
+        raise DataError("the device encoder rounds plainly: edge curves need deadzone 0")
     results = []
-    for item in items:
-        results.append(_evaluate_item(model, shipped, item, plan, qualities=qualities,
-                                      stride=stride, intra_period=intra_period,
-                                      deadzone=float(deadzone),
-                                      crfs_x265=settings.crfs_x265, crfs_av1=settings.crfs_av1,
-                                      crfs_cta=settings.crfs_cta))
-        if progress is not None:
-            progress(1)
+    with contextlib.ExitStack() as stack:
+        if edge:
+            plan.edge = _edge_encoders(model, edge, bundle, stack)
+        for item in items:
+            results.append(_evaluate_item(model, shipped, item, plan, qualities=qualities,
+                                          stride=stride, intra_period=intra_period,
+                                          deadzone=float(deadzone),
+                                          crfs_x265=settings.crfs_x265,
+                                          crfs_av1=settings.crfs_av1,
+                                          crfs_cta=settings.crfs_cta))
+            if progress is not None:
+                progress(1)
     mean_curves = _mean_curves(results)
     return RDReport(items=tuple(results), mean_curves=mean_curves,
                     mean_uncompressed_psnr=_mean(r.uncompressed_psnr for r in results),
@@ -561,10 +629,11 @@ def format_report(report: RDReport) -> list[str]:
     summary = [e for e in report.bd if e.scope in ("mean-curve", "mean-of-items")]
     if summary:
         lines += ["", f"BD ({ANCHORS_NOTE}):",
-                  f"  {'anchor':<26} {'scope':<14} {'BD-rate %':>9} {'BD-PSNR':>8} "
-                  f"{'saving@best %':>13}"]
+                  f"  {'anchor':<26} {'test':<16} {'scope':<14} {'BD-rate %':>9} "
+                  f"{'BD-PSNR':>8} {'saving@best %':>13}"]
         for e in summary:
-            lines.append(f"  {e.anchor:<26} {e.scope:<14} {_num(e.bd_rate, '9.1f'):>9} "
+            lines.append(f"  {e.anchor:<26} {e.test:<16} {e.scope:<14} "
+                         f"{_num(e.bd_rate, '9.1f'):>9} "
                          f"{_num(e.bd_psnr, '8.2f'):>8} "
                          f"{_num(e.saving_at_anchor_best, '13.1f'):>13}")
             if e.scope == "mean-curve" and e.note:

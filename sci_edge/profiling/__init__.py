@@ -1,9 +1,11 @@
 """Profiling: operation counts (``flops``), ONNX MAC counts (``onnx_count``), the
-per-module end-side / cloud-side profile (``modules``), Jetson device profiles
-(``devices``) and device estimates (``estimate``).
+per-module end-side / cloud-side profile (``modules``, with the codec's rows from
+``codec_rows``), onnxruntime latencies and measured board power (``runtimes``),
+Jetson power monitors (``power``), device profiles (``devices``) and device
+estimates (``estimate``).
 
 Names load on first use, so the torch-free parts (``devices``, ``estimate``,
-``onnx_count``) import without torch."""
+``onnx_count``, ``power``, ``runtimes``) import without torch."""
 from __future__ import annotations
 
 import importlib
@@ -13,7 +15,9 @@ _NAMES = {
     "entropy_coder_ops": "flops", "sci_flops": "flops",
     "profile_modules": "modules", "onnx_macs": "onnx_count",
     "load_device": "devices", "list_devices": "devices", "load_budget": "devices",
-    "estimate_device": "estimate",
+    "estimate_device": "estimate", "codec_rows": "codec_rows",
+    "measure_power": "power", "power_unavailable_reason": "power",
+    "runtime_latency": "runtimes", "measure_end_side_power": "runtimes",
 }
 
 __all__ = sorted(_NAMES)

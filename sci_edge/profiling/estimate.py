@@ -118,14 +118,16 @@ class SideTotal:
         return d
 
 
-def side_total(rows: Iterable, side: str, model: str | None = None) -> SideTotal:
+def side_total(rows: Iterable, side: str, model: str | tuple | None = None) -> SideTotal:
     """Totals of the rows whose ``side`` is ``side`` (``"end"`` or ``"cloud"``) and, if
-    given, whose ``model`` is ``model``: a row added to the end side later is counted
-    without any change here."""
+    given, whose ``model`` is ``model`` (a name or a tuple of names; a row without
+    one counts as any): a row added to the end side later is counted without any
+    change here."""
     if side not in SIDES:
         raise DataError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
+    models = (model,) if isinstance(model, str) else model
     mine = [r for r in rows if r.side == side
-            and (model is None or getattr(r, "model", model) == model)]
+            and (models is None or getattr(r, "model", models[0]) in models)]
     latency: dict[str, float] = {}
     for r in mine:
         for backend, seconds in (r.latency_s or {}).items():

@@ -124,13 +124,17 @@ class ModelProfile:
 
     @property
     def cloud_side(self) -> ModuleRow:
-        """Sum of the reconstruction model's cloud rows (per output)."""
-        return total_row("cloud_side", "cloud", self.side_rows("cloud", "recon"))
+        """Sum of the reconstruction model's cloud rows and the codec's decoding rows
+        (per output)."""
+        return total_row("cloud_side", "cloud",
+                         self.side_rows("cloud", "recon") + self.side_rows("cloud", "codec"))
 
     @property
     def cls_cloud_side(self) -> ModuleRow:
-        """Sum of the classifier's cloud rows (per output)."""
-        return total_row("cls_cloud_side", "cloud", self.side_rows("cloud", "cls"), "cls")
+        """Sum of the classifier's cloud rows and the codec's decoding rows (per output)."""
+        return total_row("cls_cloud_side", "cloud",
+                         self.side_rows("cloud", "cls") + self.side_rows("cloud", "codec"),
+                         "cls")
 
     def to_dict(self) -> dict:
         return {"height": self.height, "width": self.width, "repeats": self.repeats,
@@ -362,18 +366,21 @@ def cloud_rows(model, height: int, width: int, *, repeats: int = 3, latency: boo
 
 
 def profile_modules(height: int, width: int, *, repeats: int = 3, latency: bool = True,
-                    recon=None, cls=None) -> ModelProfile:
+                    recon=None, cls=None, codec=None) -> ModelProfile:
     """Per-module profile at ``height`` x ``width`` (multiples of 4 avoid padding)
     of the reconstruction model ``recon`` and the classifier ``cls`` (SCIModels;
-    default: the shipped ones; ``False`` leaves one out). End-side rows come from
-    ``recon`` (the classifier's FEM has the same architecture: same counts)
-    unless it is left out."""
-    from ..models.pretrained import load_pretrained
+    default: the shipped ones; ``False`` leaves one out) and the feature codec
+    ``codec`` (a CodedSCI; default the shipped one; ``False`` leaves it out: see
+    :mod:`~sci_edge.profiling.codec_rows`). End-side rows come from ``recon`` (the
+    classifier's FEM has the same architecture: same counts) unless it is left out."""
+    from ..models.pretrained import load_pretrained, load_pretrained_codec
 
     if recon is None:
         recon = load_pretrained("recon")
     if cls is None:
         cls = load_pretrained("cls")
+    if codec is None:
+        codec = load_pretrained_codec()
     models = [(n, m) for n, m in (("recon", recon), ("cls", cls)) if m is not False]
     if not models:
         raise ValueError("nothing to profile: both models left out")
@@ -381,6 +388,15 @@ def profile_modules(height: int, width: int, *, repeats: int = 3, latency: bool 
                     model_name=models[0][0])
     for n, m in models:
         rows += cloud_rows(m, height, width, repeats=repeats, latency=latency, model_name=n)
+    if codec is not False:
+        from .codec_rows import codec_rows
+
+        coded = codec_rows(codec, height, width, features_per_output=models[0][1].num_features,
+                           repeats=repeats, latency=latency)
+        # in pipeline order: FEM, encoder, entropy coding | decoding, analysis, heads
+        end = [r for r in rows if r.side == "end"]
+        rows = end + [r for r in coded if r.side == "end"] + \
+            [r for r in coded if r.side == "cloud"] + [r for r in rows if r.side == "cloud"]
     return ModelProfile(height=height, width=width, rows=rows, repeats=repeats,
                         threads=torch.get_num_threads(),
                         features_per_output=models[0][1].num_features)

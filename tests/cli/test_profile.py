@@ -31,6 +31,18 @@ def fake(monkeypatch):
 
     mod.profile_modules = profile_modules
     monkeypatch.setitem(sys.modules, "sci_edge.profiling.modules", mod)
+
+    # the onnxruntime timings (an export and calibration) stand in too
+    from sci_edge.profiling import runtimes
+
+    def runtime_latency(height, width, *, repeats=3, threads=None, calib=4, weights=None):
+        calls.append(("ort", height, width))
+        return runtimes.RuntimeLatency(rows={"fem": {"ort_fp32": 0.004, "ort_int8": 0.002}},
+                                       threads=1, repeats=repeats,
+                                       versions={"onnxruntime": "x"}, int8_target="test")
+
+    monkeypatch.setattr(runtimes, "runtime_latency", runtime_latency)
+    monkeypatch.setattr(runtimes, "unavailable_reason", lambda: None)
     return calls
 
 
@@ -39,7 +51,17 @@ def test_json_one_device_mode(capsys, fake):
                          "--outputs-per-s", "30", "--json")
     assert code == 0, err
     doc = json.loads(out)
-    assert fake == [(256, 256, 3, True)]
+    assert fake == [(256, 256, 3, True), ("ort", 256, 256)]
+    fem = doc["modules"][0]
+    assert fem["latency_s"]["ort_int8"] == 0.002 and "torch_fp32" in fem["latency_s"]
+    assert doc["end_side"]["latency_s"]["ort_fp32"] == pytest.approx(0.004)
+    assert doc["runtimes"]["measured"] is True and "latency" not in doc["runtimes"]
+    assert "ort_fp32" not in doc["modules"][1]["latency_s"]          # the cloud: torch only
+    from sci_edge.profiling.power import power_unavailable_reason
+
+    why = power_unavailable_reason()
+    if why is not None:                                          # not a Jetson: says why
+        assert doc["measured_power"] == {"measured": False, "reason": why}
     assert doc["end_side"]["gflops"] == pytest.approx(FEM_MACS / 1e9)      # fvcore
     assert doc["end_side"]["gmacs"] == pytest.approx(1.76)
     assert doc["end_side"]["params"] == FEM_PARAMS
@@ -136,3 +158,9 @@ def test_the_real_module_profile(capsys):
     doc = json.loads(out)
     assert doc["end_side"]["params"] > 0 and doc["end_side"]["gflops"] > 0
     assert all(r["side"] in ("end", "cloud") for r in doc["modules"])
+    names = {r["name"] for r in doc["modules"]}
+    assert {"codec.analysis", "codec.entropy_encode", "codec.synthesis"} <= names
+    paper = {p["module"]: p for p in doc["paper"]}
+    assert paper["FEM"]["paper_gflops"] == 74.79 and paper["P-encoder"]["ours_gflops"] > 0
+    assert doc["end_side"]["macs"] == sum(r["macs"] for r in doc["modules"]
+                                          if r["side"] == "end")

@@ -197,3 +197,35 @@ def test_cli_rd_json_and_smnist_skip(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["eval", "rd", "--weights", str(weights), "--baselines", "x265,h264"])
     assert "unknown baseline 'h264'" in capsys.readouterr().err
+
+
+def test_edge_curves_against_ours(model, items, tmp_path):
+    """The device encoder's curves: the same spikes and cloud side; fp32 on onnxruntime
+    gives ours again (the same symbols, so the same bits and image), INT8 may differ;
+    their BD entries are against ours."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from sci_edge.export.bundle import export_bundle
+    from tests.export import scene_spikes
+
+    export_bundle(model, tmp_path / "b", trt=False, size=(32, 32),
+                  calibration=scene_spikes(1, size=(48, 48), num_steps=20, seed=3))
+    got = rd.evaluate_rd(model, items, qualities=(0, 1, 2), stride=STRIDE, baselines=(),
+                         edge=("fp32", "int8"), bundle=tmp_path / "b")
+    it = got.items[0]
+    ours, f32, i8 = (it.curve(m) for m in (rd.OURS, rd.edge_curve("fp32"),
+                                           rd.edge_curve("int8")))
+    assert [p.param for p in i8.points] == ["Q0", "Q1", "Q2"]
+    for a, b in zip(ours.points, f32.points):
+        assert abs(a.bits - b.bits) <= 8 * 16 and abs(a.psnr - b.psnr) < 0.05
+    assert all(p.bits > 0 and p.psnr is not None for p in i8.points)
+    mine = [e for e in got.bd if e.scope == "mean-curve" and e.test == rd.edge_curve("int8")]
+    assert len(mine) == 1 and mine[0].anchor == rd.OURS
+    assert got.settings.edge == ("fp32", "int8")
+    assert rd.edge_curve("int8") in "\n".join(rd.format_report(got))
+    with pytest.raises(DataError, match="deadzone"):
+        rd.evaluate_rd(model, items, qualities=(0,), stride=STRIDE, baselines=(),
+                       edge=("int8",), deadzone=0.2, bundle=tmp_path / "b")
+    with pytest.raises(DataError, match="fp32 and int8"):
+        rd.evaluate_rd(model, items, qualities=(0,), stride=STRIDE, baselines=(),
+                       edge=("fp16",), bundle=tmp_path / "b")

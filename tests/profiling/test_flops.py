@@ -157,3 +157,19 @@ def test_onnx_macs_hand_built(tmp_path):
     assert d["MatMul"] == 4 * 16 * 16 * 16
     assert d["total"] == sum(v for k, v in d.items() if k != "total")
     assert op_histogram(tmp_path / "n.onnx")["GridSample"] == 1
+
+
+def test_cross_check_codec_within_2_percent():
+    """The codec's torch networks: encoder analysis, hyper-encoder, the heavy synthesis."""
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx)")
+    from sci_edge.models.pretrained import load_pretrained_codec
+    c = load_pretrained_codec().codec.eval()
+    ch = c.config.channels
+    x = torch.rand(1, 1, 32, 64)
+    y = torch.randn(1, ch, 4, 8)
+    for module, inp in ((c.encoder.analysis, (x,)), (c.encoder.hyper_inter, (y,)),
+                        (c.decoder.synthesis, (y, torch.rand(1, 1, 32, 64), torch.ones(1)))):
+        r = fl.cross_check(module, *inp)
+        assert r["fvcore"] > 0
+        for k in ("flop_counter", "onnx"):
+            assert abs(r["diff_percent"][k]) <= 2.0, (type(module).__name__, r)

@@ -13,7 +13,7 @@ def test_profile_modules_small():
 
     recon, cls = load_pretrained("recon"), load_pretrained("cls")
     t0 = time.perf_counter()
-    p = profile_modules(32, 48, repeats=1, latency=True, recon=recon, cls=cls)
+    p = profile_modules(32, 48, repeats=1, latency=True, recon=recon, cls=cls, codec=False)
     assert time.perf_counter() - t0 < 20
     names = [r.name for r in p.rows]
     assert names[:2] == ["fem.popcount", "fem.rest"]
@@ -50,6 +50,51 @@ def test_profile_modules_counts_only():
     from sci_edge.models.pretrained import load_pretrained
     from sci_edge.profiling.modules import profile_modules
 
-    p = profile_modules(16, 16, latency=False, recon=load_pretrained("recon"), cls=False)
+    p = profile_modules(16, 16, latency=False, recon=load_pretrained("recon"), cls=False,
+                        codec=False)
     assert all(r.latency_s == {} for r in p.rows)
     assert not [r for r in p.rows if r.model == "cls"]
+
+
+def test_codec_rows():
+    """The codec's rows: end-side encoder, integer hyper-synthesis and rANS per feature
+    frame; the cloud side decodes the output's 2K+1 features; totals include them."""
+    import numpy as np
+
+    from sci_edge.models.pretrained import load_pretrained, load_pretrained_codec
+    from sci_edge.profiling.codec_rows import int_network_macs
+    from sci_edge.profiling.flops import count_flops, entropy_coder_ops
+    from sci_edge.profiling.modules import profile_modules
+
+    codec = load_pretrained_codec()
+    recon = load_pretrained("recon")
+    p = profile_modules(40, 72, repeats=1, latency=True, recon=recon, cls=False, codec=codec)
+    names = [(r.name, r.side) for r in p.rows]
+    assert names[:6] == [("fem.popcount", "end"), ("fem.rest", "end"),
+                         ("codec.analysis", "end"), ("codec.hyper_encoder", "end"),
+                         ("codec.hyper_synthesis", "end"), ("codec.entropy_encode", "end")]
+    assert names[6:9] == [("codec.entropy_decode", "cloud"), ("codec.hyper_synthesis", "cloud"),
+                          ("codec.synthesis", "cloud")]
+    rows = {(r.name, r.side): r for r in p.rows}
+    # frames are padded to multiples of 32: 64 x 96
+    x = __import__("torch").zeros(1, 1, 64, 96)
+    assert rows["codec.analysis", "end"].macs == count_flops(codec.codec.encoder.analysis, x)["macs"]
+    net = codec.codec.tables.synthesis[1]
+    macs = int_network_macs(net, (2, 3))[0]
+    w = [layer.weight for layer in net.layers]
+    assert macs == sum(a.shape[0] * a.shape[1] * a.shape[2] ** 2 for a in w) * 6
+    assert rows["codec.hyper_synthesis", "end"].macs == macs
+    assert rows["codec.hyper_synthesis", "cloud"].macs == 7 * macs
+    cfg = codec.codec.config
+    symbols = cfg.channels * 8 * 12 + cfg.hyper_channels * 2 * 3
+    assert rows["codec.entropy_encode", "end"].other_ops == entropy_coder_ops(symbols)
+    assert rows["codec.entropy_decode", "cloud"].other_ops == \
+        7 * entropy_coder_ops(symbols, decode=True)
+    for r in p.rows:
+        assert r.latency_s["torch_fp32"] > 0 and r.peak_activation_bytes > 0, r.name
+    end = [r for r in p.rows if r.side == "end"]
+    assert p.end_side.macs == sum(r.macs for r in end)
+    assert p.cloud_side.macs == sum(r.macs for r in p.rows if r.side == "cloud")
+    assert p.cloud_side.macs > rows["codec.synthesis", "cloud"].macs > 0
+    assert np.isclose(p.end_side.latency_s["torch_fp32"],
+                      sum(r.latency_s["torch_fp32"] for r in end))
