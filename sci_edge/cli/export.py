@@ -280,16 +280,26 @@ def run_int8(ns) -> int:
     doc = _base_doc("int8", cfg_path, cfg, model, ns.weights)
     doc.update(out_dir=str(out), flavours=list(flavours), cpu_target=cpu_machine,
                calibration={"sequences": len(spikes), "size": list(crop),
-                            "method": "minmax"},
+                            "method": {g: _calib_name(g) for g in graphs}},
                sqnr_inputs={g: len(f) for g, f in held_feeds.items()},
                onnx=rep.to_dict(), graphs=graphs)
     names = [f"cpu ({cpu_machine})" if f == "cpu" else "trt (TensorRT: S8S8, zero-points 0)"
              for f in flavours]
-    head = (f"INT8 in {out}: static QDQ, per-channel weights, MinMax over {len(spikes)} "
+    methods = sorted({_calib_name(g) for g in graphs})
+    head = (f"INT8 in {out}: static QDQ, per-channel weights, {' / '.join(methods)} "
+            f"ranges ({', '.join(f'{g}: {_calib_name(g)}' for g in graphs)}) over {len(spikes)} "
             f"calibration sequences of {crop[0]}x{crop[1]}; flavours {', '.join(names)}; "
             "SQNR against fp32 on a held-out sequence:")
     report(ns, doc, [head, *lines])
     return 0
+
+
+def _calib_name(graph: str) -> str:
+    """How ``quantize_edge`` calibrates ``graph`` by default (its CALIBRATION table)."""
+    from ..export.quantize import CALIBRATION
+
+    method, pct = CALIBRATION.get(graph, ("minmax", None))
+    return f"{method} {pct:g}" if pct is not None else method
 
 
 # --- trt -------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ _FREE = ("pad", "constant_pad_nd", "replication_pad2d", "reflection_pad2d", "one
          "zeros_like", "clone", "flip", "rot90", "repeat", "expand_as", "view_as", "masked_fill",
          "new_ones", "unflatten", "movedim", "contiguous", "alias", "numpy_T", "lift_fresh",
          "mT", "linspace", "tensor", "scalar_tensor", "Float", "to", "type_as", "dropout",
-         "feature_dropout")
+         "feature_dropout", "pixel_shuffle", "pixel_unshuffle")
 
 
 def _shape(v):

@@ -14,8 +14,9 @@ from sci_edge import __version__  # noqa: E402
 from sci_edge.edge.backends import OrtBackend, popcount_feed  # noqa: E402
 from sci_edge.edge.tfilter import pack_time  # noqa: E402
 from sci_edge.errors import DataError  # noqa: E402
-from sci_edge.export.onnx_export import (GRAPHS, FEMTail, export_edge_onnx,  # noqa: E402
-                                         fem_weights_hash, torch2onnx)
+from sci_edge.export import onnx_export  # noqa: E402
+from sci_edge.export.onnx_export import (GRAPHS, FEMTail, TokenAttentionExport,  # noqa: E402
+                                         export_edge_onnx, fem_weights_hash, torch2onnx)
 
 from . import lively_coded, scene_spikes  # noqa: E402
 
@@ -46,6 +47,11 @@ def test_all_four_graphs_pass_the_checker_and_match_torch(report):
     assert not list(report.out_dir.glob(".*.part"))          # written atomically
     d = report.to_dict()
     assert json.loads(json.dumps(d))["graphs"]["fem_tail"]["parity"] < PARITY
+    # fem_tail's INT8 layout: exported and checked too, kept in memory, not written
+    assert list(report.int8_sources) == ["fem_tail"]
+    assert report.graphs["fem_tail"].int8_source_parity < PARITY
+    assert d["graphs"]["fem_tail"]["int8_source_parity"] < PARITY
+    assert sorted(p.name for p in report.out_dir.iterdir()) == sorted(f"{g}.onnx" for g in GRAPHS)
 
 
 def test_shapes_and_metadata(report, coded):
@@ -62,7 +68,7 @@ def test_shapes_and_metadata(report, coded):
         meta = OrtBackend(report[name], threads=1).metadata
         assert json.loads(meta["inputs"]) == ins and json.loads(meta["outputs"]) == outs
         assert report.graphs[name].inputs == ins
-        assert meta["graph"] == name and meta["opset"] == "17"
+        assert meta["graph"] == name and meta["opset"] == "17" and meta["export_form"] == "fp32"
         assert meta["quantization"] == "fp32" and meta["sci_edge_version"] == __version__
         if name == "fem_tail":
             assert meta["model_id"] == "sci-fem-1"
@@ -88,12 +94,80 @@ def test_fem_tail_fed_by_the_popcount_kernel_matches_the_torch_fem(report, coded
         scaled = dots.astype(np.float32) * bank.alpha[:, None, None] + bank.bias[:, None, None]
         np.testing.assert_allclose(scaled, fem.temporal_responses(x)[0].numpy(), atol=1e-6)
         ref = fem(x)[0, 0].numpy()
-        tail = FEMTail(fem)(torch.from_numpy(dots.astype(np.float32))[None])[0, 0].numpy()
+        for form in onnx_export.FORMS:
+            tail = FEMTail(fem, form)(torch.from_numpy(dots.astype(np.float32))[None])
+            assert np.abs(tail[0, 0].numpy() - ref).max() < PARITY, form
     got = OrtBackend(report["fem_tail"], threads=1).run(popcount_feed(dots))["feature"]
     assert got.shape == (1, 1, 40, 56)
-    assert np.abs(tail - ref).max() < PARITY
     assert np.abs(got[0, 0] - ref).max() < PARITY
     assert ref.std() > 1e-3          # the comparison sees a feature with detail
+
+
+@pytest.mark.parametrize("form", ["fp32", "int8"])
+@pytest.mark.parametrize("shift", [False, True])
+def test_the_folded_attention_is_the_modules_own(coded, form, shift):
+    """TokenAttentionExport (no k, no v, folded weights) == TokenSelfAttention, on
+    tokens of every sign and size, in both layouts, with and without the max shift."""
+    att = coded.sci.fem.ventral_attn
+    P, C = att.tokens, att.channels
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, P, C, 6, 7, generator=gen) * 3
+    with torch.no_grad():
+        ref = att(x)                                     # (B, P*C, H, W)
+        got = TokenAttentionExport(att, form, shift=shift)(x.reshape(2, P * C, 6, 7), 2, 6, 7)
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max() < 1e-5
+
+
+def test_taps_are_the_one_output_conv():
+    conv = torch.nn.Conv2d(16, 1, 3, padding=1)
+    x = torch.randn(2, 16, 5, 9)
+    with torch.no_grad():
+        assert (onnx_export._TapConv(conv)(x, 2, 5, 9) - conv(x)).abs().max() < 1e-5
+    with pytest.raises(DataError, match="one-output"):
+        onnx_export._TapConv(torch.nn.Conv2d(16, 2, 3, padding=1))
+
+
+def test_the_softmax_shift_is_dropped_only_where_the_logits_are_bounded(coded, monkeypatch):
+    fem = coded.sci.fem
+    tail = FEMTail(fem)
+    bank = fem.export_filter_bank()
+    # the bound holds: the largest logit of tokens within their bounds is below it
+    sup = np.array([bin(int(v)).count("1") for v in bank.support])
+    t_max = np.abs(bank.alpha) * sup + np.abs(bank.bias)
+    gen = np.random.default_rng(2)
+    for att, sl, bound in ((fem.dorsal_attn, slice(0, tail.split), tail.score_bounds[0]),
+                           (fem.ventral_attn, slice(tail.split, None), tail.score_bounds[1])):
+        P, C = att.tokens, att.channels
+        A, a, _, _ = TokenAttentionExport.folded(att)
+        t = torch.from_numpy(t_max[sl].reshape(P, C) * gen.choice([-1.0, 1.0], (256, P, C)))
+        logits = (t @ A.T + a) @ t.transpose(1, 2)
+        assert logits.abs().max() <= bound + 1e-9
+    assert [m.shift for m in tail.attention] == \
+        [b >= onnx_export.SHIFT_FREE_BOUND for b in tail.score_bounds]
+    monkeypatch.setattr(onnx_export, "SHIFT_FREE_BOUND", 0.0)
+    assert all(m.shift for form in onnx_export.FORMS for m in FEMTail(fem, form).attention)
+
+
+def test_the_fem_tail_graphs_have_no_per_pixel_matmuls(report):
+    """No Softmax, no relayout in the attention, and every MatMul multiplies by
+    constant rows (sums, the readout, out's taps): the per-pixel 4x4 batched MatMuls
+    onnxruntime runs one GEMM a pixel for are gone from both layouts."""
+    import onnx
+
+    for model in (onnx.load(str(report["fem_tail"])),
+                  onnx.load_from_string(report.int8_sources["fem_tail"])):
+        inits = {i.name: i for i in model.graph.initializer}
+        for n in model.graph.node:       # the exporter shares equal constants by Identity
+            if n.op_type == "Identity" and n.input[0] in inits:
+                inits[n.output[0]] = inits[n.input[0]]
+        ops = [n.op_type for n in model.graph.node]
+        assert "Softmax" not in ops
+        assert not [n for n in model.graph.node if n.op_type == "Transpose" and "_attn" in n.name]
+        for n in model.graph.node:
+            if n.op_type == "MatMul":
+                assert n.input[0] in inits and len(inits[n.input[0]].dims) == 2
+                assert inits[n.input[0]].dims[0] in (1, 9)      # a row, or 3x3 taps
 
 
 def test_encoder_graphs_give_the_codecs_integers(report, coded):

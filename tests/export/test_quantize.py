@@ -130,16 +130,27 @@ def test_cpu_types_follow_the_machine(monkeypatch):
 def test_float_nodes_and_the_exact_integer_input(int8):
     for flavour in ("cpu", "trt"):
         model, inits, qdq = _qdq(int8["fem_tail"][flavour])
-        meta = json.loads({p.key: p.value for p in model.metadata_props}["quantization"])
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["export_form"] == "int8"      # quantised from the INT8 layout
+        meta = json.loads(props["quantization"])
         kept = meta["float_nodes"]
-        assert {"/dorsal_attn/Softmax", "/ventral_attn/Softmax", "/Clip", "/out/Conv"} <= set(kept)
+        assert {"/dorsal_attn_int8/Softmax/Exp", "/ventral_attn_int8/Softmax/Exp",
+                "/dorsal_attn_int8/Softmax/Div", "/Clip", "/Add", "/out/MatMul",
+                "/ventral_readout/MatMul"} <= set(kept)
+        assert all(meta["float_nodes"].values())   # every one with its reason
         q_inputs = {n.input[0] for n in qdq if n.op_type == "QuantizeLinear"}
-        softmax_out = {n.output[0] for n in model.graph.node if n.op_type == "Softmax"}
-        assert not softmax_out & q_inputs          # attention weights stay float
+        exp_out = {n.output[0] for n in model.graph.node if n.op_type == "Exp"}
+        assert exp_out and not exp_out & q_inputs  # the softmax arithmetic stays float
         assert model.graph.output[0].name == "feature"
         dots_q = [n for n in qdq if n.op_type == "QuantizeLinear" and n.input[0] == "dots"]
         assert len(dots_q) == 1               # popcounts enter the INT8 graph exactly
         assert numpy_helper.to_array(inits[dots_q[0].input[1]]) == 1.0
+        # every Shape reads a float tensor, never a dequantised copy made for it
+        producer = {o: n.op_type for n in model.graph.node for o in n.output}
+        shapes = [n for n in model.graph.node if n.op_type == "Shape"]
+        assert shapes and all(producer.get(n.input[0]) != "DequantizeLinear" for n in shapes)
+        assert not [n for n in model.graph.node if n.op_type == "MatMul"
+                    and "_attn" in n.name and "Softmax" not in n.name]
     # y stays float: the node that makes it and the nodes that feed that one
     model, _, _ = _qdq(int8["encoder_analysis"]["trt"])
     kept = json.loads({p.key: p.value for p in model.metadata_props}["quantization"])["float_nodes"]
@@ -172,6 +183,12 @@ def test_layer_sqnr_lists_the_worst_layers_first(int8, fp32, held_out):
     assert dbs == sorted(dbs) and all(np.isfinite(dbs))
     name, db = rows[0]
     assert isinstance(name, str) and db < 60
+    # against the layout it was quantised from, the attention's tensors match too
+    full = qz.layer_sqnr(fp32.int8_sources["fem_tail"], int8["fem_tail"]["trt"],
+                         held_out["fem_tail"][:2])
+    names = {r.name for r in full}
+    assert {r.name for r in rows} < names
+    assert any(n.startswith("/dorsal_attn_int8/") for n in names - {r.name for r in rows})
     with_w = qz.layer_sqnr(fp32["hyper_intra"], int8["hyper_intra"]["cpu"],
                            held_out["hyper_intra"][:1], weights=True)
     assert any(r.name.endswith("weight") or "weight" in r.name for r in with_w)
@@ -200,3 +217,35 @@ def test_exclude_nodes_and_percentile(fp32, calibration, tmp_path):
                         exclude_nodes=["/net/net.0/Conv"], method="percentile")
     meta = json.loads(OrtBackend(path).metadata["quantization"])
     assert "/net/net.0/Conv" in meta["float_nodes"] and meta["calibration"] == "percentile"
+
+
+def test_fem_tail_calibrates_by_percentile_and_the_others_by_minmax(int8):
+    for graph in GRAPHS:
+        meta = json.loads(OrtBackend(int8[graph]["cpu"]).metadata["quantization"])
+        want = qz.CALIBRATION.get(graph, ("minmax", None))
+        assert meta["calibration"] == want[0], graph
+        if want[0] == "percentile":
+            assert meta["percentile"] == want[1]
+
+
+def test_quantize_edge_takes_the_int8_layout_from_the_report(fp32, calibration, held_out,
+                                                             tmp_path):
+    """A report gives fem_tail's INT8 layout; a plain path mapping (or sources=) the
+    file's own. Both quantise to a close F_t; only the report's is the fast one."""
+    feeds = {"fem_tail": calibration["fem_tail"]}
+    (tmp_path / "given").mkdir()
+    plain = qz.quantize_edge({"fem_tail": fp32["fem_tail"]}, feeds, flavours=("cpu",),
+                             out_dir=tmp_path, method="minmax")["fem_tail"]["cpu"]
+    given = qz.quantize_edge({"fem_tail": fp32["fem_tail"]}, feeds, flavours=("cpu",),
+                             out_dir=tmp_path / "given", method="minmax",
+                             sources=fp32.int8_sources)["fem_tail"]["cpu"]
+    assert plain.parent == tmp_path and plain.name == "fem_tail.int8.onnx"
+    assert json.loads(OrtBackend(plain).metadata["quantization"])["calibration"] == "minmax"
+    assert OrtBackend(plain).metadata["export_form"] == "fp32"
+    assert OrtBackend(given).metadata["export_form"] == "int8"
+    ref = OrtBackend(fp32["fem_tail"], threads=1)
+    for path in (plain, given):
+        b = OrtBackend(path, threads=1)
+        scores = [psnr(ref.run(f)["feature"], b.run(f)["feature"])
+                  for f in held_out["fem_tail"][:2]]
+        assert min(scores) > 25, (path, scores)

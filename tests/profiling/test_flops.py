@@ -171,5 +171,6 @@ def test_cross_check_codec_within_2_percent():
                         (c.decoder.synthesis, (y, torch.rand(1, 1, 32, 64), torch.ones(1)))):
         r = fl.cross_check(module, *inp)
         assert r["fvcore"] > 0
+        assert dict(fl.OpCount(module, *inp).unsupported) == {}     # pixel (un)shuffle: free
         for k in ("flop_counter", "onnx"):
             assert abs(r["diff_percent"][k]) <= 2.0, (type(module).__name__, r)
