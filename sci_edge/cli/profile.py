@@ -175,7 +175,9 @@ def _power(ns, h: int, w: int, rate, budget) -> dict:
     reason = power_unavailable_reason(allow_jtop=ns.jtop)
     if reason is not None:
         return {"measured": False, "reason": reason}
-    why = unavailable_reason_ort()
+    from ..profiling.runtimes import unavailable_reason
+
+    why = unavailable_reason()
     if why:
         return {"measured": False, "reason": f"the edge encoder cannot run: {why}"}
     from ..profiling.runtimes import measure_end_side_power
@@ -187,12 +189,6 @@ def _power(ns, h: int, w: int, rate, budget) -> dict:
         return {"measured": False, "reason": str(exc)}
     return {"measured": True, **m.to_dict(),
             "at_rate": m.at_rate(rate.feature_rate, budget.watts)}
-
-
-def unavailable_reason_ort() -> str | None:
-    from ..profiling.runtimes import unavailable_reason
-
-    return unavailable_reason()
 
 
 def _list(ns, devices) -> int:
