@@ -40,6 +40,10 @@ def register(sub) -> None:
                    help="canvas side in pixels, >= 28 (default 32)")
     e.add_argument("--noise", choices=("none", "realistic"), default="none",
                    help="camera noise in the simulation (default none)")
+    e.add_argument("--edge", type=_edge_list, default=(),
+                   help="also classify with the FEM as the device runs it (popcount kernel + "
+                        "ONNX graph; comma list of fp32, int8; INT8 calibrated on 16 scenes) "
+                        "on the same digits, with the accuracy drop from torch's")
     add_quiet(e)
     add_json(e)
     e.set_defaults(handler=run_cls)
@@ -162,9 +166,14 @@ def run_cls(ns) -> int:
     with progress(ns.limit, "eval cls", ns.quiet, unit="digit") as bar:
         doc = evaluate_cls(model, root=ns.root, limit=ns.limit,
                            noise=NoiseModel.realistic() if ns.noise == "realistic" else None,
-                           progress=bar.update, **_given(gain=ns.gain, speed=ns.speed,
-                                                         size=ns.size))
-    report(ns, doc, f"S-MNIST test: accuracy {doc['accuracy']:.4f} on {doc['samples']} digits")
+                           progress=bar.update, edge=ns.edge,
+                           **_given(gain=ns.gain, speed=ns.speed, size=ns.size))
+    lines = [f"S-MNIST test: accuracy {doc['accuracy']:.4f} on {doc['samples']} digits"]
+    for p, e in doc.get("edge", {}).items():
+        lines.append(f"  device FEM {p}: accuracy {e['accuracy']:.4f} (drop "
+                     f"{e['drop_points']:+.2f} points, same prediction as torch "
+                     f"{100 * e['same_prediction']:.1f} %)")
+    report(ns, doc, lines)
     return 0
 
 

@@ -261,7 +261,8 @@ def run_int8(ns) -> int:
         for flavour, path in by_flavour.items():
             meta = json.loads(graph_metadata(onnx.load(str(path)))["quantization"])
             float_nodes = meta.get("float_nodes", {})
-            sqnr = layer_sqnr(rep[g], path, held_feeds[g])
+            # against the layout the INT8 file was quantised from (fem_tail's own)
+            sqnr = layer_sqnr(rep.int8_sources.get(g, rep[g]), path, held_feeds[g])
             entry["flavours"][flavour] = {
                 "path": str(path), "quantization": meta.get("machine"),
                 "min_sqnr_db": sqnr[0].sqnr_db if sqnr else None,

@@ -31,9 +31,9 @@ from ..codec.bitstream import Frame, FrameType, SciHeader, SciWriter
 from ..codec.rates import CodedRates
 from ..errors import DataError
 from ..io.source import as_source
-from .backends import load_backend, popcount_feed
+from .backends import load_backend
 from .bundle import GRAPHS, Bundle, load_bundle
-from .tfilter import pack_time
+from .features import EdgeFEM
 
 INTRA, INTER = 0, 1
 ENCODER_PRECISIONS = ("int8", "fp32")
@@ -124,6 +124,7 @@ class EdgeEncoder:
         b = self.bundle
         self.graphs = {g: load_backend(b.graph_path(g, precision), threads=self.threads)
                        for g in GRAPHS}
+        self.fem = EdgeFEM(b.filter_bank, self.graphs["fem_tail"], threads=self.threads)
         cz = b.hyper_channels
         self._z_index = {kind: np.arange(cz, dtype=np.int32) + kind * cz
                          for kind in (INTRA, INTER)}
@@ -174,8 +175,7 @@ class EdgeEncoder:
                            gain=gain, intra_period=intra_period, quality=quality)
         scale = np.float32(coding_scale(header.gain))
         step = b.steps[quality][None, :, None, None]
-        tables, bank, th = b.tables, b.filter_bank, self.threads
-        fem, analysis = self.graphs["fem_tail"], self.graphs["encoder_analysis"]
+        tables, fem, analysis = b.tables, self.fem, self.graphs["encoder_analysis"]
         hyper = {INTRA: self.graphs["hyper_intra"], INTER: self.graphs["hyper_inter"]}
         stages = dict.fromkeys(STAGES, 0.0)
         batch = self._batch_size(H, W)
@@ -189,11 +189,9 @@ class EdgeEncoder:
                 t0 = time.perf_counter()
                 windows = self._windows(source, centres)
                 t1 = time.perf_counter()
-                dots = np.empty((len(centres), bank.channels, H, W), np.int8)
-                for j, w in enumerate(windows):
-                    bank.dots_words(pack_time(w, num_threads=th), out=dots[j], num_threads=th)
+                dots = fem.dots(windows)
                 t2 = time.perf_counter()
-                feats = fem.run(popcount_feed(dots))["feature"]          # (B, 1, H, W)
+                feats = fem.features(dots)[:, None]                      # (B, 1, H, W)
                 t3 = time.perf_counter()
                 x = pad_replicate(feats / scale, b.spatial_multiple)
                 u = analysis.run({"feature": x})["y"] / step               # float32

@@ -65,7 +65,8 @@ METHODS = ("minmax", "percentile", "entropy")
 class FloatRule:
     """Nodes to leave in float: of ``op`` ("*" any), selected by ``where``:
     ``"any"``, ``"tail:N"`` (within N nodes of a graph output: the output's
-    producer is 0), ``"after:OP"`` (reading an output of an OP node) or a regex
+    producer is 0), ``"after:OP"`` (reading an output of an OP node),
+    ``"reads:REGEX"`` (reading an output of a node whose name matches) or a regex
     on the node name."""
 
     op: str
@@ -83,6 +84,10 @@ _TAIL = ("F_t = clip(out(v) + readout(v_flat)): the codec's input. Its detail is
          "to scene: an 8-bit out(v) on the MinMax-calibrated range clipped 15 % of one "
          "held-out scene's pixels (F_t 41 dB PSNR there, 54 dB with out, the readout and "
          "their sum in float)")
+_V_STREAM = ("the ventral stream's residual sums v + to_ventral(h) of the PFU layers, which "
+             "out(v) reads in float: 8-bit sums lost 0.4 dB of F_t PSNR on the REDS pairs and "
+             "0.3 dB on held-out scenes (each layer's update is still 8-bit), and cost 0.15 % "
+             "more bits; in float they cost ~2 % of the graph's time")
 KEEP_FLOAT: dict[str, tuple[FloatRule, ...]] = {
     # fem_tail is quantised in its "int8" layout (onnx_export.FEMTail: every product and
     # sum of the token attention in 8 bits, the weights that read the softmax too: keeping
@@ -92,6 +97,7 @@ KEEP_FLOAT: dict[str, tuple[FloatRule, ...]] = {
         FloatRule("*", "tail:2", _TAIL),
         FloatRule("*", "^/out/", _TAIL),
         FloatRule("MatMul", "^/ventral_readout/", _TAIL),
+        FloatRule("Add", "reads:/to_ventral/", _V_STREAM),
     ),
     "encoder_analysis": (
         FloatRule("*", "tail:1",
@@ -105,9 +111,12 @@ KEEP_FLOAT: dict[str, tuple[FloatRule, ...]] = {
                   "(a rate cost only: the decoder reads z from the stream)"),
     ),
     "hyper_inter": (
-        FloatRule("*", "tail:0",
-                  "z is rounded to the coded hyper-latents; an 8-bit z would flip roundings "
-                  "(a rate cost only: the decoder reads z from the stream)"),
+        FloatRule("*", "any",
+                  "all of it: its input v = u - q_prev, the change since the previous frame, "
+                  "is mostly within +-1 with rare large values, which one 8-bit grid resolves "
+                  "badly; z from the INT8 graph cost 1.5 % more bits in the P frames of the "
+                  "REDS pairs (a rate cost only: the decoder reads z from the stream), for a "
+                  "graph of 1 % of the end side's MACs"),
     ),
 }
 
@@ -152,6 +161,7 @@ def float_nodes(model, graph: str, exclude: Sequence[str] = ()) -> dict[str, str
         raise DataError(f"no node(s) named {unknown} in the {graph!r} graph")
     depth = _tail_depth(model)
     producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    producer_name = {o: n.name for n in model.graph.node for o in n.output}
     # shape arithmetic (int64 tensors, where shape inference knows) has nothing to quantise
     types = {v.name: v.type.tensor_type.elem_type for v in
              (*model.graph.value_info, *model.graph.input, *model.graph.output)}
@@ -173,6 +183,9 @@ def float_nodes(model, graph: str, exclude: Sequence[str] = ()) -> dict[str, str
                 hit = depth.get(node.name, 1 << 30) <= int(rule.where[5:])
             elif rule.where.startswith("after:"):
                 hit = any(producer.get(i) == rule.where[6:] for i in node.input)
+            elif rule.where.startswith("reads:"):
+                hit = any(re.search(rule.where[6:], producer_name.get(i, "")) is not None
+                          for i in node.input)
             else:
                 hit = re.search(rule.where, node.name) is not None
             if hit:
@@ -233,6 +246,23 @@ class CalibrationReader:
 
     def __len__(self) -> int:
         return len(self.feeds)
+
+    def cropped(self) -> "CalibrationReader":
+        """The same feeds with every image input (N, C, H, W) cropped, centred, to
+        the smallest H and W among them: onnxruntime's histogram calibrators
+        (percentile, entropy) stack each tensor over all feeds and fail on mixed
+        sizes. The graphs are convolutional, so a crop keeps the value ranges."""
+        sizes = [v.shape[-2:] for f in self.feeds for v in f.values() if v.ndim == 4]
+        if len(set(sizes)) <= 1:
+            return self
+        h, w = min(s[0] for s in sizes), min(s[1] for s in sizes)
+
+        def crop(v):
+            if v.ndim != 4:
+                return v
+            y, x = (v.shape[2] - h) // 2, (v.shape[3] - w) // 2
+            return v[:, :, y:y + h, x:x + w]
+        return CalibrationReader({k: crop(v) for k, v in f.items()} for f in self.feeds)
 
     def __iter__(self):
         self.rewind()
@@ -498,6 +528,8 @@ def onnx2int8(fp32_path: str | Path, out_path: str | Path | None = None,
         reader = _as_reader(calibration)
         if not len(reader):
             raise DataError("the calibration data is empty")
+        if method != "minmax":
+            reader = reader.cropped()
     elif cache is None or not cache.is_file():
         raise DataError("INT8 quantisation needs calibration data (or a calibration cache)")
 

@@ -83,6 +83,18 @@ def _is_qdq(model) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
+def _kept_float(model) -> bool:
+    """A TensorRT-flavour INT8 file with no Q/DQ node: a graph that
+    ``quantize.KEEP_FLOAT`` keeps float throughout (its metadata says so)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        quant = json.loads(props.get("quantization", "{}"))
+    except ValueError:
+        return False
+    return isinstance(quant, dict) and quant.get("flavour") == "trt" \
+        and bool(quant.get("float_nodes")) and not _is_qdq(model)
+
+
 def _dim_range(name: str) -> tuple[int, int, int]:
     """(min, opt, max) of a dynamic axis named B, H, W, H8, W32, ..."""
     m = re.fullmatch(r"([HW])(\d*)", name)
@@ -126,6 +138,8 @@ def trtexec_commands(onnx_path: str | Path, precision: str = "int8", *,
         raise DataError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     model = _load(onnx_path)
     onnx_path = Path(onnx_path)
+    # a graph the INT8 flavour keeps float throughout: FP16 layers, the INT8 engine name
+    build = "fp16" if precision == "int8" and _kept_float(model) else precision
     shapes = profile_shapes(model)
     base = [f"trtexec --onnx={onnx_path}"]
     dynamic = any(lo != hi for lo, _, hi in shapes.values())
@@ -143,7 +157,7 @@ def trtexec_commands(onnx_path: str | Path, precision: str = "int8", *,
         engine = Path(engine_path) if engine_path is not None else \
             onnx_path.with_name(engine_name(onnx_path, precision, version))
         out[f"{key} (TensorRT {version})"] = " ".join(
-            base[:1] + [f"--saveEngine={engine}"] + base[1:] + flags[precision])
+            base[:1] + [f"--saveEngine={engine}"] + base[1:] + flags[build])
     return out
 
 
@@ -245,7 +259,9 @@ def onnx2engine(onnx_path: str | Path, engine_path: str | Path | None = None, *,
 
     ``engine_path``: a file, or a folder (default: the ONNX file's) to hold
     :func:`engine_name`. INT8 needs a QDQ model (``onnx2int8(...,
-    flavour="trt")``): TensorRT's implicit calibration is not used. A
+    flavour="trt")``): TensorRT's implicit calibration is not used. A graph
+    that flavour keeps float throughout (no Q/DQ, ``float_nodes`` in its
+    metadata) builds as FP16 (FP32 on TensorRT 11) under the INT8 name. A
     ``timing_cache`` file is read when it exists and written after the build.
     The ONNX metadata (plus TensorRT version and precision) goes to
     ``<engine>.json``, which :class:`sci_edge.edge.backends.TrtBackend` reads.
@@ -255,7 +271,10 @@ def onnx2engine(onnx_path: str | Path, engine_path: str | Path | None = None, *,
     onnx_path = Path(onnx_path)
     model = _load(onnx_path)
     qdq = _is_qdq(model)
-    if precision == "int8" and not qdq:
+    build = precision       # what the layers run in; the engine is named by precision
+    if precision == "int8" and _kept_float(model):
+        build = "fp16"      # INT8 without Q/DQ would need implicit calibration
+    elif precision == "int8" and not qdq:
         raise DataError(f"{onnx_path}: an INT8 engine needs a QDQ model; quantise it first "
                         "(sci_edge.export.quantize.onnx2int8(..., flavour='trt'))")
     if qdq and precision != "int8":
@@ -276,7 +295,9 @@ def onnx2engine(onnx_path: str | Path, engine_path: str | Path | None = None, *,
     if major < 8 or (major == 8 and int(version.split(".")[1]) < 5):
         raise DataError(f"TensorRT {version}: sci_edge builds with TensorRT >= 8.5 "
                         "(JetPack 5 or later)")
-    if major >= 11 and precision == "fp16":
+    if major >= 11 and build == "fp16" and precision == "int8":
+        build = "fp32"      # strongly typed: the float file's types decide
+    if major >= 11 and build == "fp16":
         raise DataError(f"TensorRT {version} builds strongly typed networks only: FP16 "
                         "needs an ONNX model in float16 (or build with TensorRT 8.5/10)")
     target = Path(engine_path) if engine_path is not None else onnx_path.parent
@@ -302,9 +323,9 @@ def onnx2engine(onnx_path: str | Path, engine_path: str | Path | None = None, *,
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if not strongly_typed:
-        if precision in ("fp16", "int8"):
+        if build in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
+        if build == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in profile_shapes(model).items():
@@ -325,7 +346,7 @@ def onnx2engine(onnx_path: str | Path, engine_path: str | Path | None = None, *,
         with atomic_path(cache_path) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     meta = {p.key: p.value for p in model.metadata_props}
-    meta.update(tensorrt_version=version, precision=precision,
+    meta.update(tensorrt_version=version, precision=precision, built_as=build,
                 strongly_typed=json.dumps(strongly_typed), onnx=onnx_path.name)
     with atomic_path(target.with_name(target.name + ".json")) as tmp:
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))

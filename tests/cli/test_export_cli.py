@@ -177,6 +177,10 @@ def test_trt_without_tensorrt_prints_trtexec_and_exits_2(capsys, int8_dir, tmp_p
         assert f"--onnx={int8_dir / g}.trt-int8.onnx" in stdout
     assert stdout.count("jetpack5 (TensorRT 8.5)") == 4 and "--stronglyTyped" in stdout
     assert f"--timingCacheFile={cache}" in stdout
+    # the graph the INT8 flavour keeps float (quantize.KEEP_FLOAT) builds as FP16
+    kept = [ln for ln in stdout.splitlines() if "hyper_inter.trt-int8.onnx" in ln]
+    assert kept and all("--int8" not in ln and "--stronglyTyped" not in ln for ln in kept)
+    assert any("--fp16" in ln for ln in kept)
     # JSON too, and fp16 builds the float graphs
     code, stdout, err = run(capsys, "export", "trt", "--onnx", int8_dir, "--precision", "fp16",
                             "--json")

@@ -87,6 +87,10 @@ def test_train_and_eval_errors(capsys, tmp_path):
     for opt in ("--speeds", "--gains"):
         assert main(["eval", "recon", "--data", "reds", opt, "1:2"]) == 2
         assert "--data scenes only" in capsys.readouterr().err
+    for bad in ("fp16", "int8,int4", ""):
+        with pytest.raises(SystemExit):
+            main(["eval", "cls", "--edge", bad])
+        assert "--edge takes fp32 and/or int8" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("task", sorted(SHIPPED))

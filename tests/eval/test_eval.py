@@ -4,6 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("skimage")
 
+from sci_edge.errors import DataError  # noqa: E402
 from sci_edge.eval import evaluate_cls, evaluate_recon  # noqa: E402
 from sci_edge.models import SCIConfig, SCIModel  # noqa: E402
 from sci_edge.models.cloud.analysis import AnalysisConfig  # noqa: E402
@@ -98,3 +99,23 @@ def test_progress_callbacks():
     seen = []
     evaluate_cls(model, limit=10, batch=4, progress=seen.append)
     assert seen == [4, 4, 2]
+
+
+def test_cls_through_the_device_fem():
+    need_shared("mnist")
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install 'sci_edge[export]')")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from sci_edge.data.mnist import SMNIST
+
+    torch.manual_seed(0)
+    model = SCIModel(SCIConfig(task="cls", **TINY)).eval()
+    cal = [SMNIST("train", num_steps=model.config.span, size=32, seed=5)[i][0] for i in range(2)]
+    doc = evaluate_cls(model, limit=12, batch=8, edge=("fp32", "int8"), calibration=cal)
+    fp32, int8 = doc["edge"]["fp32"], doc["edge"]["int8"]
+    # the fp32 graph is the torch FEM to float rounding: same predictions
+    assert fp32["same_prediction"] == 1.0 and fp32["accuracy"] == doc["accuracy"]
+    assert fp32["drop_points"] == 0.0
+    assert 0.0 <= int8["accuracy"] <= 1.0 and 0.0 <= int8["same_prediction"] <= 1.0
+    assert int8["drop_points"] == pytest.approx(100 * (doc["accuracy"] - int8["accuracy"]))
+    with pytest.raises(DataError, match="edge precisions"):
+        evaluate_cls(model, limit=2, edge=("fp16",))

@@ -83,7 +83,12 @@ def test_both_flavours_run_in_onnxruntime(int8, fp32, held_out):
             assert b.metadata["weights_hash"] == ref.metadata["weights_hash"]
             assert b.run(feed)[name].shape == ref.run(feed)[name].shape
             _, _, qdq = _qdq(path)
-            assert qdq, f"{path} has no Q/DQ nodes"
+            # a graph KEEP_FLOAT keeps float throughout has none, and says so
+            whole = any(r.where == "any" for r in qz.KEEP_FLOAT.get(graph, ()))
+            assert bool(qdq) != whole, f"{path}: {len(qdq)} Q/DQ nodes"
+            if whole:
+                convs = {n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"}
+                assert convs and convs <= set(meta["float_nodes"])
 
 
 def test_trt_flavour_is_symmetric_int8(int8):
@@ -138,6 +143,8 @@ def test_float_nodes_and_the_exact_integer_input(int8):
                 "/dorsal_attn_int8/Softmax/Div", "/Clip", "/Add", "/out/MatMul",
                 "/ventral_readout/MatMul"} <= set(kept)
         assert all(meta["float_nodes"].values())   # every one with its reason
+        # the ventral stream's residual sums stay float, the dorsal one's do not
+        assert {"/pfu.0/Add_1", "/pfu.1/Add"} <= set(kept) and "/pfu.0/Add" not in kept
         q_inputs = {n.input[0] for n in qdq if n.op_type == "QuantizeLinear"}
         exp_out = {n.output[0] for n in model.graph.node if n.op_type == "Exp"}
         assert exp_out and not exp_out & q_inputs  # the softmax arithmetic stays float
@@ -249,3 +256,21 @@ def test_quantize_edge_takes_the_int8_layout_from_the_report(fp32, calibration, 
         scores = [psnr(ref.run(f)["feature"], b.run(f)["feature"])
                   for f in held_out["fem_tail"][:2]]
         assert min(scores) > 25, (path, scores)
+
+
+def test_histogram_calibration_takes_mixed_sizes(fp32, coded, tmp_path):
+    """Percentile calibration on windows of two sizes (onnxruntime's histogram
+    collector stacks each tensor, so the reader crops them to the common size)."""
+    spikes = scene_spikes(1, size=(48, 64), num_steps=20, seed=1) + \
+        scene_spikes(1, size=(40, 72), num_steps=20, seed=2)
+    feeds = qz.calibration_inputs(coded, spikes, "fem_tail")
+    cropped = qz.CalibrationReader(feeds).cropped()
+    assert {f["dots"].shape[-2:] for f in cropped.feeds} == {(40, 64)}
+    centre = feeds[-1]["dots"][..., :, 4:68]
+    np.testing.assert_array_equal(cropped.feeds[-1]["dots"], centre)
+    path = qz.onnx2int8(fp32["fem_tail"], tmp_path / "f.int8.onnx", feeds, method="percentile",
+                        percentile=99.99)
+    out = OrtBackend(path).run(feeds[0])["feature"]
+    assert out.shape == (1, 1, 48, 64) and np.isfinite(out).all()
+    same = qz.CalibrationReader(feeds[:2])
+    assert same.cropped() is same
