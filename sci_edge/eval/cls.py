@@ -6,14 +6,12 @@ import contextlib
 import io
 import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..edge.encoder import ENCODER_PRECISIONS as EDGE_PRECISIONS
 from ..errors import DataError
-
-EDGE_PRECISIONS = ("fp32", "int8")
 
 
 def edge_fems(model, precisions: Sequence[str], *, calibration=None,
@@ -25,7 +23,6 @@ def edge_fems(model, precisions: Sequence[str], *, calibration=None,
     :func:`~sci_edge.export.quantize.calibration_spikes`: simulated scenes and
     the REDS pairs, nothing of S-MNIST). The files live only until loaded."""
     from ..edge.features import EdgeFEM
-    from ..edge.backends import load_backend
     from ..export.onnx_export import export_edge_onnx
     from ..export.quantize import calibration_inputs, calibration_spikes, quantize_edge
 
@@ -44,7 +41,7 @@ def edge_fems(model, precisions: Sequence[str], *, calibration=None,
                                           sources=report.int8_sources)["fem_tail"]["cpu"]
         bank = model.fem.export_filter_bank()
         for p in precisions:
-            out[p] = EdgeFEM(bank, load_backend(Path(paths[p]), threads=threads))
+            out[p] = EdgeFEM(bank, paths[p], threads=threads)
     return out
 
 
