@@ -41,6 +41,7 @@ parser.add_argument("--size", type=A.size, help="HxW the ONNX graphs are checked
 parser.add_argument("--opset", type=A.positive_int, help="ONNX opset")
 parser.add_argument("--calib", type=A.positive_int, help="calibration spike sequences")
 parser.add_argument("--cpu", choices=("arm", "x86", "x86-vnni"), help="INT8 CPU target")
+parser.add_argument("--rounding", choices=("learned", "nearest"), help="INT8 weight rounding")
 parser.add_argument("--no-int8", action="store_true", help="float32 graphs only")
 parser.add_argument("--no-trt-int8", action="store_true", help="no TensorRT INT8 graphs")
 
@@ -68,7 +69,8 @@ def main(argv=None) -> int:
         if int8 else None
     with contextlib.redirect_stdout(io.StringIO()):    # onnxruntime's quantiser prints
         manifest = export_bundle(model, out, int8=int8, trt=trt, calibration=spikes,
-                                 size=size, cpu=cpu, opset=opset)
+                                 size=size, cpu=cpu, opset=opset,
+                                 rounding=args.rounding or cfg.rounding)
     c = manifest.config
     target = f"; CPU INT8 for {c['int8_cpu_target']}" if int8 else ""
     print(f"{cfg.device or cfg_path.stem}: bundle {out} ({len(manifest.files)} files; "

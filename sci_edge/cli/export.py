@@ -59,6 +59,13 @@ def _calib(p) -> None:
                    help="calibration spike sequences for INT8 (default: the config's, else 16)")
 
 
+def _rounding(p) -> None:
+    p.add_argument("--rounding", choices=("learned", "nearest"),
+                   help="INT8 weights: learned rounding on the calibration inputs where "
+                        "quantize.LEARNED_ROUNDING lists the graph, or nearest everywhere "
+                        "(faster to export) (default: the config's, else learned)")
+
+
 def _cpu(p) -> None:
     p.add_argument("--cpu", choices=("x86", "x86-vnni", "arm"),
                    help="the CPU the INT8 graphs will run on: arm for a Jetson (default: the "
@@ -87,6 +94,7 @@ def register(sub) -> None:
                         "quantisation (.trt-int8.onnx); both (default: the config's "
                         "precisions, else both)")
     _cpu(b)
+    _rounding(b)
     add_json(b)
     b.set_defaults(handler=run_int8)
 
@@ -120,6 +128,7 @@ def register(sub) -> None:
                         "else on)")
     _calib(b)
     _cpu(b)
+    _rounding(b)
     add_json(b)
     b.set_defaults(handler=run_bundle)
 
@@ -252,7 +261,8 @@ def run_int8(ns) -> int:
         f = calibration_inputs(model, held, g)
         held_feeds[g] = f[::max(1, len(f) // SQNR_FEEDS)][:SQNR_FEEDS]
     with contextlib.redirect_stdout(io.StringIO()):   # onnxruntime's quantiser prints
-        paths = quantize_edge(rep, feeds, flavours=flavours, cpu=cpu)
+        paths = quantize_edge(rep, feeds, flavours=flavours, cpu=cpu,
+                              rounding=_pick(ns.rounding, cfg.rounding))
 
     graphs, lines = {}, []
     for g, by_flavour in paths.items():
@@ -478,7 +488,8 @@ def run_bundle(ns) -> int:
         crop = (min(size[0], CALIB_CROP), min(size[1], CALIB_CROP))
         calibration = calibration_spikes(count=calib, size=crop)
     manifest = export_bundle(model, out, int8=int8, trt=trt, calibration=calibration,
-                             size=size, cpu=cpu, opset=opset)
+                             size=size, cpu=cpu, opset=opset,
+                             rounding=_pick(ns.rounding, cfg.rounding))
     c = manifest.config
     total = sum(f["size"] for f in manifest.files.values())
     commands = device_commands(manifest)

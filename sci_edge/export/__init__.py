@@ -4,6 +4,7 @@
 - ``onnx_export``: torch -> ONNX (``fem_tail``, ``encoder_analysis``,
   ``hyper_intra``, ``hyper_inter``) with metadata and parity checks (torch);
 - ``quantize``: static INT8 QDQ with onnxruntime (CPU and TensorRT flavours);
+- ``rounding``: learned rounding of a QDQ model's integer weights (torch);
 - ``trt``: TensorRT engines, ``trtexec`` command lines and a GPU-free checker.
 
 Running the exported files needs no torch: :mod:`sci_edge.edge.backends`.
@@ -20,6 +21,7 @@ _NAMES = {
     "ExportReport": "onnx_export", "FEMTail": "onnx_export", "GRAPHS": "onnx_export",
     "onnx2int8": "quantize", "quantize_edge": "quantize", "calibration_inputs": "quantize",
     "layer_sqnr": "quantize", "KEEP_FLOAT": "quantize", "calibration_spikes": "quantize",
+    "refine_rounding": "rounding",
     "onnx2engine": "trt", "trtexec_commands": "trt", "check_trt_compat": "trt",
     "export_bundle": "bundle", "BundleManifest": "bundle",
 }

@@ -175,7 +175,8 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
 
 def export_bundle(coded_model, out_dir: str | Path, *, int8: bool = True, calibration=None,
                   size: tuple[int, int] = (256, 256), trt: bool = True, cpu: str | None = None,
-                  opset: int = DEFAULT_OPSET, seed: int = 0) -> BundleManifest:
+                  opset: int = DEFAULT_OPSET, seed: int = 0,
+                  rounding: str = "learned") -> BundleManifest:
     """Write the device bundle of ``coded_model`` (a CodedSCI with coding tables)
     into the folder ``out_dir``, whole or not at all (built beside it, renamed in;
     an earlier bundle there is replaced).
@@ -184,7 +185,8 @@ def export_bundle(coded_model, out_dir: str | Path, *, int8: bool = True, calibr
     "arm" for a Jetson, default this machine) and, with ``trt``, for TensorRT,
     calibrated on ``calibration`` (None: simulated scenes; spike arrays or
     (spikes, gain) pairs; or graph -> feeds). ``size``: where the export checks
-    onnxruntime against torch (the graphs take any size)."""
+    onnxruntime against torch (the graphs take any size). ``rounding``: the INT8
+    weights' (:func:`sci_edge.export.quantize.quantize_edge`)."""
     from ..models.codec import MODEL_ID, SPATIAL_MULTIPLE, CodedSCI
     from ..models.end.fem import HALF_WINDOW, WINDOW
 
@@ -209,7 +211,7 @@ def export_bundle(coded_model, out_dir: str | Path, *, int8: bool = True, calibr
             flavours = ("cpu", "trt") if trt else ("cpu",)
             # onnxruntime's quantiser prints progress; a library call stays quiet
             with contextlib.redirect_stdout(io.StringIO()):
-                quantize_edge(report, feeds, flavours=flavours, cpu=cpu)
+                quantize_edge(report, feeds, flavours=flavours, cpu=cpu, rounding=rounding)
             int8_target = cpu or _this_cpu()
             precisions["int8"] = graph_files("int8")
             if trt:

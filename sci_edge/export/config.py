@@ -10,6 +10,7 @@ an option given on the command line wins over it. Keys::
     precisions = ["fp32", "int8", "int8-trt"]    # the bundle's graph sets
     calib = 16                    # calibration spike sequences for INT8
     cpu = "arm"                   # INT8 CPU target: arm, x86, x86-vnni (absent: this CPU)
+    rounding = "learned"          # INT8 weights: learned rounding, or "nearest" (faster)
     trt_precision = "int8"        # what `export trt` builds: int8, fp16, fp32
 
 Loaded by the project's checked TOML reader (:mod:`sci_edge.config`): an
@@ -28,6 +29,7 @@ from ..config import FieldError
 PRECISIONS = ("fp32", "int8", "int8-trt")
 CPU_TARGETS = ("arm", "x86", "x86-vnni")          # as sci_edge.export.quantize.CPU_TARGETS
 TRT_PRECISIONS = ("int8", "fp16", "fp32")         # as sci_edge.export.trt.PRECISIONS
+ROUNDINGS = ("learned", "nearest")                 # as sci_edge.export.quantize.ROUNDINGS
 # onnx_export.MIN_OPSET / MAX_OPSET, without importing torch
 MIN_OPSET, MAX_OPSET = 13, 20
 
@@ -44,6 +46,7 @@ class ExportConfig:
     calib: int = field(default=16, metadata={"min": 1})
     cpu: str | None = field(default=None, metadata={"choices": CPU_TARGETS})
     trt_precision: str = field(default="int8", metadata={"choices": TRT_PRECISIONS})
+    rounding: str = field(default="learned", metadata={"choices": ROUNDINGS})
 
     def __post_init__(self):
         _config.check_fields(self)
@@ -74,7 +77,7 @@ class ExportConfig:
     def to_dict(self) -> dict:
         return {"device": self.device, "size": list(self.size), "opset": self.opset,
                 "precisions": list(self.precisions), "calib": self.calib, "cpu": self.cpu,
-                "trt_precision": self.trt_precision}
+                "trt_precision": self.trt_precision, "rounding": self.rounding}
 
 
 def load_export_config(name: str | Path) -> tuple[Path, ExportConfig]:

@@ -235,6 +235,16 @@ def test_fem_tail_calibrates_by_percentile_and_the_others_by_minmax(int8):
             assert meta["percentile"] == want[1]
 
 
+def test_fem_tail_learns_its_weights_rounding_in_both_flavours(int8):
+    for graph in GRAPHS:
+        for flavour in ("cpu", "trt"):
+            meta = json.loads(OrtBackend(int8[graph][flavour]).metadata["quantization"])
+            assert meta["rounding"] == ("learned" if graph == "fem_tail" else "nearest")
+    meta = json.loads(OrtBackend(int8["fem_tail"]["cpu"]).metadata["quantization"])
+    err = meta["rounding_mse"]
+    assert err and all(after <= before for before, after in err.values())
+
+
 def test_quantize_edge_takes_the_int8_layout_from_the_report(fp32, calibration, held_out,
                                                              tmp_path):
     """A report gives fem_tail's INT8 layout; a plain path mapping (or sources=) the
