@@ -209,8 +209,7 @@ def _learn(m: _Moments, w_float: np.ndarray, conv, s: RoundingSettings
     # h(V) = frac at the start: the relaxed weights start as the float ones
     V = torch.from_numpy(-np.log((_ZETA - _GAMMA) / (frac - _GAMMA) - 1)).requires_grad_(True)
     sc = torch.from_numpy(scale)
-    cin = m.G.shape[0] - 1
-    cin //= r.shape[2] * r.shape[3]
+    cin = (m.G.shape[0] - 1) // (r.shape[2] * r.shape[3])     # G has the bias row too
     opt = torch.optim.Adam([V], lr=s.lr)
 
     def h():
