@@ -4,7 +4,10 @@ The per-output path (``SCIModel.reconstruct_windowed``) runs the FEM on all
 2K+1 windows and the cloud side's per-feature encoder on all 2K+1 features
 for every output. The stream path computes each feature and its encoding once
 and shares them, so a run of outputs costs less per frame. Both run on the
-same spikes in one process, and their outputs are compared."""
+same spikes in one process, and their outputs are compared (the windowed
+analysis alone, ``propagate=False``). A model with long-reach propagation is
+also timed with it over the same run at the feature rate: its cost per output
+beside the windowed path's."""
 from __future__ import annotations
 
 import time
@@ -41,7 +44,11 @@ def bench_recon(height: int = 250, width: int = 400, run: int = 20, old_frames: 
         raise ValueError("bench sizes must be positive")
     threads = resolve_threads(num_threads)
     torch.set_num_threads(threads)
-    model = load_pretrained("recon", path=weights)
+    from ..models.pretrained import REACH_ADDON, WEIGHTS_DIR
+
+    # the shipped model with its propagation when it is shipped: both paths timed
+    model = load_pretrained("recon", path=weights,
+                            propagation=weights is None and (WEIGHTS_DIR / REACH_ADDON).is_file())
     a = model.config.analysis
     reach = a.neighbors * a.stride + 6
     steps = 2 * reach + run * a.stride + 1
@@ -51,10 +58,13 @@ def bench_recon(height: int = 250, width: int = 400, run: int = 20, old_frames: 
             "every_step": [t0 + i for i in range(run)]}
     gain = 0.6
 
-    def timed(fn, times):
+    def timed(fn, times, **options):
         start = time.perf_counter()
-        out = fn(spikes, times, gain)
+        out = fn(spikes, times, gain, **options)
         return out, time.perf_counter() - start
+
+    def windowed(spikes, times, gain):
+        return model.reconstruct(spikes, times, gain, propagate=False)
 
     for fn in (model.reconstruct_windowed, model.reconstruct):   # warm-up: oneDNN picks its
         fn(spikes, [t0], gain)                                    # kernels per shape, once
@@ -62,12 +72,12 @@ def bench_recon(height: int = 250, width: int = 400, run: int = 20, old_frames: 
            **cpu_info(), "neighbors": a.neighbors, "stride": a.stride, "run": run,
            "old_frames": old_frames}
     single_old, s_old = timed(model.reconstruct_windowed, [t0])
-    single_new, s_new = timed(model.reconstruct, [t0])
+    single_new, s_new = timed(windowed, [t0])
     doc["single"] = {"old_s_per_frame": s_old, "new_s_per_frame": s_new,
                      "speedup": s_old / s_new,
                      "max_abs_diff": float(np.abs(single_old - single_new).max())}
     for name, times in runs.items():
-        new, s = timed(model.reconstruct, times)
+        new, s = timed(windowed, times)
         pick = np.linspace(0, run - 1, min(old_frames, run)).round().astype(int).tolist()
         old, s_o = timed(model.reconstruct_windowed, [times[i] for i in pick])
         per_old, per_new = s_o / len(pick), s / run
@@ -80,6 +90,15 @@ def bench_recon(height: int = 250, width: int = 400, run: int = 20, old_frames: 
             "fem_windows_old": len(times) * (2 * a.neighbors + 1)}
     doc["outputs_match_1e-5"] = all(doc[k]["max_abs_diff"] <= 1e-5
                                     for k in ("single", "run_feature_rate", "run_every_step"))
+    if model.propagation is not None:
+        # the same run at the feature rate, every feature propagated over the whole
+        # recording first (each once per direction)
+        _, s = timed(model.reconstruct, runs["feature_rate"])
+        win = doc["run_feature_rate"]["new_s_per_frame"]
+        doc["propagated_feature_rate"] = {"s_per_frame": s / run, "windowed_s_per_frame": win,
+                                          "overhead": (s / run) / win - 1.0,
+                                          "features": len(range(6 + (t0 - 6) % a.stride,
+                                                                steps - 6, a.stride))}
     return doc
 
 

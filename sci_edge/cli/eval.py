@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import DataError
 from . import args as A
-from .common import add_json, add_quiet, progress, report
+from .common import add_json, add_quiet, add_reach, progress, report
 
 
 def register(sub) -> None:
@@ -25,6 +25,12 @@ def register(sub) -> None:
                    help="scenes: camera speed, SPEED or LOW:HIGH px per step (default 0:1.5)")
     e.add_argument("--gains", type=A.gain_range,
                    help="scenes: camera gain, GAIN or LOW:HIGH (default 0.3:0.9)")
+    e.add_argument("--regimes", action="store_true",
+                   help="scenes: the grid of gains 0.05/0.15/0.5 x pans at 0-1.5 px per step "
+                        "(448 steps, 128x128, --limit photographs, default 2), SCI with and "
+                        "without its propagation (default weights: the shipped model with "
+                        "sci_recon_reach.pt) beside TFP over 41-401 frames and TFI")
+    add_reach(e)
     add_quiet(e)
     add_json(e)
     e.set_defaults(handler=run_recon)
@@ -138,11 +144,14 @@ def run_recon(ns) -> int:
     scene_options = _given(speeds=ns.speeds, gains=ns.gains)
     if scene_options and ns.data != "scenes":
         raise DataError("--speeds and --gains apply to --data scenes only")
+    if ns.regimes:
+        return _run_regimes(ns, scene_options)
     model = _model(ns)
     with progress(ns.limit if ns.data == "reds" else (ns.limit or 24), "eval recon",
                   ns.quiet, unit="frame") as bar:
         doc = evaluate_recon(model, data=ns.data, root=ns.root, limit=ns.limit,
-                             ensemble=ns.ensemble, progress=bar.update, **scene_options)
+                             ensemble=ns.ensemble, reach=ns.max_reach, lookahead=ns.lookahead,
+                             progress=bar.update, **scene_options)
     m = doc["mean"]
     if not doc["frames"]:
         text = f"{doc['data']}: no frames"
@@ -153,6 +162,32 @@ def run_recon(ns) -> int:
                 + (f"   SCI x8 ensemble {m['sci_ens_psnr']:.2f} dB / {m['sci_ens_ssim']:.3f}"
                    if ns.ensemble else ""))
     report(ns, doc, text)
+    return 0
+
+
+def _run_regimes(ns, scene_options) -> int:
+    from ..eval.recon import scene_images
+    from ..eval.regimes import REGIME_IMAGES, evaluate_regimes, regimes_table
+
+    if ns.data != "scenes" or scene_options or ns.ensemble:
+        raise DataError("--regimes is a grid of its own on --data scenes: no --speeds, "
+                        "--gains or --ensemble")
+    images = scene_images(ns.root) if ns.root else None
+    if ns.limit is not None:
+        from ..data.images import TEST_IMAGES
+
+        images = list(images or TEST_IMAGES)[:ns.limit]
+    if ns.weights is None:      # the grid is about reach: the shipped model with its propagation
+        from ..models.pretrained import REACH_ADDON, WEIGHTS_DIR
+
+        if (WEIGHTS_DIR / REACH_ADDON).is_file():
+            ns.weights = str(WEIGHTS_DIR / REACH_ADDON)
+    model = _model(ns)
+    n = len(images) if images else REGIME_IMAGES
+    with progress(15 * n, "eval regimes", ns.quiet, unit="scene") as bar:
+        doc = evaluate_regimes(model, images=images, reach=ns.max_reach,
+                               lookahead=ns.lookahead, progress=bar.update)
+    report(ns, doc, regimes_table(doc))
     return 0
 
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..errors import DataError, OutputError, SpikeFileError
 from . import args as A
-from .common import (add_json, add_quiet, add_spike_input, check_output_dir, check_output_file,
-                     open_input, progress, report)
+from .common import (add_json, add_quiet, add_reach, add_spike_input, check_output_dir,
+                     check_output_file, open_input, progress, report)
 
 GIF_IN_FOLDER = "reconstruction.gif"
 SCI_MIN_TILE = 32   # sci_edge.models.sci.MIN_TILE, checked again once torch is imported
@@ -51,6 +51,7 @@ def register(sub) -> None:
                         f"(-> {GIF_IN_FOLDER})")
     p.add_argument("--fps", type=A.positive_float, default=10.0,
                    help="GIF/video frame rate (default 10)")
+    add_reach(p)
     add_quiet(p)
     add_json(p)
     p.set_defaults(handler=run)
@@ -119,12 +120,15 @@ def _tfi(source, times: list[int], gain: float, margin: int = 256) -> tuple[np.n
 def _sci(ns, model, source, times: list[int], gain: float) -> np.ndarray:
     with progress(len(times), "reconstruct", ns.quiet, unit="frame") as bar:
         return model.reconstruct(source, times, gain, ensemble=ns.ensemble, tile=ns.tile,
+                                 reach=ns.max_reach, lookahead=ns.lookahead,
                                  progress=bar.update)
 
 
 def run(ns) -> int:
-    if ns.method != "sci" and (ns.ensemble or ns.tile is not None or ns.weights):
-        raise DataError("--ensemble, --tile and --weights apply to --method sci only")
+    if ns.method != "sci" and (ns.ensemble or ns.tile is not None or ns.weights
+                               or ns.max_reach is not None or ns.lookahead is not None):
+        raise DataError("--ensemble, --tile, --weights, --max-reach and --lookahead apply to "
+                        "--method sci only")
     kind, out = _output_plan(ns)
     source = open_input(ns)
     T = source.num_frames

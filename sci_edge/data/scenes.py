@@ -116,6 +116,9 @@ class NaturalScenes:
     split and its number, named ``dead_leaves_<k>``) instead of a photograph:
     unlimited content at every scale for training. Its draws come after all
     others, so ``synthetic_prob=0`` gives the same items as before it existed.
+
+    ``log_ranges`` draws the speed (when its low end is above 0) and alpha
+    log-uniformly: as many items between 0.05 and 0.15 as between 0.15 and 0.45.
     """
 
     MIN_CROP = 0.35
@@ -126,7 +129,7 @@ class NaturalScenes:
                  num_steps: int = 41, motions=("pan", "zoom", "rotation", "mixed"),
                  speeds=(0.2, 1.0), alpha=(0.3, 0.9), noise_prob: float = 0.0,
                  length: int = 1000, seed: int = 0, synthetic_prob: float = 0.0,
-                 images=None):
+                 images=None, log_ranges: bool = False):
         if split not in ("train", "test"):
             raise DataError(f"split must be 'train' or 'test', got {split!r}")
         self.split = split
@@ -165,6 +168,7 @@ class NaturalScenes:
             raise DataError(f"length must be an integer >= 0, got {length!r}")
         self.length = int(length)
         self.seed = int(seed)
+        self.log_ranges = bool(log_ranges)
 
     def __len__(self) -> int:
         return self.length
@@ -186,8 +190,8 @@ class NaturalScenes:
         pos_y, pos_x = rng.random(2)
         flip = bool(rng.random() < 0.5)
         kind = self.motions[int(rng.integers(len(self.motions)))]
-        speed = rng.uniform(*self.speeds)
-        alpha = rng.uniform(*self.alpha)
+        speed = self._draw(rng, self.speeds)
+        alpha = self._draw(rng, self.alpha)
         noisy = bool(rng.random() < self.noise_prob)
         motion_seed, sim_seed = (int(v) for v in rng.integers(0, 2**31, size=2))
         synthetic = bool(rng.random() < self.synthetic_prob)
@@ -209,6 +213,14 @@ class NaturalScenes:
             noise=NoiseModel.realistic() if noisy else None)
         seq.meta.update(image=name, crop=box, flip=flip, index=i, split=self.split)
         return seq
+
+    def _draw(self, rng, bounds) -> float:
+        # one draw either way, so every later value stays a function of (seed, i)
+        lo, hi = bounds
+        u = rng.random()
+        if self.log_ranges and lo > 0:
+            return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
+        return float(lo + u * (hi - lo))
 
     def _crop_box(self, shape, frac: float, pos_y: float, pos_x: float):
         """(y, x, height, width) of a crop with the sensor's aspect ratio."""

@@ -364,7 +364,9 @@ def _evaluate_item(model, shipped, item: RDItem, plan: _Plan, *, qualities, stri
     curves: list[RDCurve] = []
 
     ref_psnr, ref_ssim = _score(cloud(grid, [t], gain=gain)[0], gt)
-    ship_ref = psnr(shipped.reconstruct_stream(grid, [t], gain=gain)[0], gt) \
+    # the shipped model's windowed analysis alone: the cloud side the codec's was
+    # trained from (its long-reach propagation is measured by eval recon --regimes)
+    ship_ref = psnr(shipped.reconstruct_stream(grid, [t], gain=gain, propagate=False)[0], gt) \
         if plan.shipped else None
 
     pts = []
@@ -405,7 +407,8 @@ def _evaluate_item(model, shipped, item: RDItem, plan: _Plan, *, qualities, stri
             if plan.shipped:
                 ship.append(_point(f"caas-{codec}/shipped-cloud", f"CRF{crf}", cv.bits, steps,
                                    frames, size,
-                                   shipped.reconstruct_stream(stream, [t], gain=gain)[0], gt))
+                                   shipped.reconstruct_stream(stream, [t], gain=gain,
+                                                              propagate=False)[0], gt))
         curves.append(RDCurve(f"caas-{codec}/codec-cloud", tuple(own)))
         if ship:
             curves.append(RDCurve(f"caas-{codec}/shipped-cloud", tuple(ship)))

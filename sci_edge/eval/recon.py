@@ -68,11 +68,13 @@ def _frames(data: str, root, limit: int | None, size, speeds, gains):
 
 def evaluate_recon(model=None, *, data: str = "scenes", root=None, limit: int | None = None,
                    size=SCENES_SIZE, speeds=SCENES_SPEEDS, gains=SCENES_GAINS,
-                   ensemble: bool = False, progress=None) -> dict:
+                   ensemble: bool = False, reach: int | None = None,
+                   lookahead: int | None = None, progress=None) -> dict:
     """PSNR/SSIM per frame and on average; ``model`` None evaluates the baselines only.
     ``speeds``, ``gains`` (scenes only): (low, high) ranges of camera speed (px per
     step) and gain.
     ``ensemble`` also scores the model's 8-transform self-ensemble (keys ``sci_ens_*``).
+    ``reach``, ``lookahead``: the propagation's bounds (``SCIModel.reconstruct``).
     ``progress``: called with 1 after each frame is scored (e.g. a tqdm bar's ``update``)."""
     rows = []
     frames = _frames(data, root, limit, size, tuple(speeds), tuple(gains))
@@ -80,9 +82,11 @@ def evaluate_recon(model=None, *, data: str = "scenes", root=None, limit: int | 
         row = {"name": name, "t": t, "gain": float(gain)}
         images = {"tfp": tfp(spikes, t, TFP_HALF_WINDOW, gain), "tfi": tfi(spikes, t, gain)}
         if model is not None:
-            images["sci"] = model.reconstruct(spikes, [t], gain)[0]
+            bounds = {"reach": reach, "lookahead": lookahead}
+            images["sci"] = model.reconstruct(spikes, [t], gain, **bounds)[0]
             if ensemble:
-                images["sci_ens"] = model.reconstruct(spikes, [t], gain, ensemble=True)[0]
+                images["sci_ens"] = model.reconstruct(spikes, [t], gain, ensemble=True,
+                                                      **bounds)[0]
         for key, img in images.items():
             row[f"{key}_psnr"] = psnr(img, gt)
             row[f"{key}_ssim"] = ssim(img, gt)

@@ -79,3 +79,25 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(doc["model_config"], dict) or not isinstance(doc["state"], dict):
         raise CheckpointError(path, "model_config and state must be tables")
     return doc
+
+
+def referenced_state(path: str | Path, ref) -> dict:
+    """The state of the weights file that the file at ``path`` names in its
+    ``sci_from`` (``{"file": name, "sha256": hex}``): looked for beside ``path``,
+    then among the shipped weights, and loaded only if its sha256 matches."""
+    import hashlib
+
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str) \
+            or not isinstance(ref.get("sha256"), str):
+        raise CheckpointError(path, "sci_from must name a file and its sha256")
+    from .pretrained import WEIGHTS_DIR
+
+    for where in (Path(path).resolve().parent / ref["file"], WEIGHTS_DIR / ref["file"]):
+        if where.is_file():
+            digest = hashlib.sha256(where.read_bytes()).hexdigest()
+            if digest != ref["sha256"]:
+                raise CheckpointError(where, f"sha256 {digest[:12]}.. is not the "
+                                             f"{ref['sha256'][:12]}.. that {path} was made with")
+            return load_checkpoint(where)["state"]
+    raise CheckpointError(path, f"it builds on {ref['file']}, which is not beside it "
+                                "nor among the shipped weights")

@@ -378,26 +378,9 @@ class CodedSCI(nn.Module):
 
 def _referenced_sci(path, ref) -> dict:
     """The "sci." tensors of a weights file a codec file names (checked by sha256)."""
-    from pathlib import Path
+    from .checkpoint import referenced_state
 
-    from ..errors import CheckpointError
-    from .checkpoint import load_checkpoint
-
-    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str) \
-            or not isinstance(ref.get("sha256"), str):
-        raise CheckpointError(path, "sci_from must name a file and its sha256")
-    base = Path(path).resolve().parent
-    from .pretrained import WEIGHTS_DIR
-
-    for where in (base / ref["file"], WEIGHTS_DIR / ref["file"]):
-        if where.is_file():
-            digest = hashlib.sha256(where.read_bytes()).hexdigest()
-            if digest != ref["sha256"]:
-                raise CheckpointError(where, f"sha256 {digest[:12]}.. is not the "
-                                             f"{ref['sha256'][:12]}.. that {path} was made with")
-            return {f"sci.{k}": v for k, v in load_checkpoint(where)["state"].items()}
-    raise CheckpointError(path, f"its cloud side is {ref['file']}, which is not beside it "
-                                "nor among the shipped weights")
+    return {f"sci.{k}": v for k, v in referenced_state(path, ref).items()}
 
 
 def load_coded(path, *, device: str = "cpu") -> CodedSCI:

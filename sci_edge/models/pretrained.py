@@ -1,7 +1,14 @@
 """Shipped weights: sci_edge/weights/sci_<task>.pt, made by the commands in README.
 
 ``load_pretrained("recon")`` / ``load_pretrained("cls")`` return an SCIModel in
-eval mode. Checkpoints are loaded with ``weights_only=True``."""
+eval mode. Checkpoints are loaded with ``weights_only=True``.
+
+A weights file may build on another by reference (``sci_from``: its file name
+and sha256) and carry only its own tensors: ``sci_recon_reach.pt`` is the
+long-reach propagation over the stream, trained on top of ``sci_recon.pt``
+(the windowed model, which the codec's file names in the same way);
+``load_pretrained("recon", propagation=True)`` or ``load_model`` of that file
+loads both."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +21,8 @@ from .sci import SCIConfig, SCIModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = {"recon": "sci_recon.pt", "cls": "sci_cls.pt"}
+# the recon model's long-reach propagation, on top of SHIPPED["recon"]
+REACH_ADDON = "sci_recon_reach.pt"
 
 
 def pretrained_path(task: str) -> Path:
@@ -28,13 +37,18 @@ def load_model(path: str | Path, *, device: str = "cpu") -> SCIModel:
     if doc["kind"] != "sci":
         raise CheckpointError(path, f"a {doc['kind']!r} checkpoint, not a full SCI model "
                                     "(stage-1 checkpoints hold only the FEM)")
+    config_doc, state = dict(doc["model_config"]), dict(doc["state"])
+    if "sci_from" in config_doc:       # builds on another weights file, by reference
+        from .checkpoint import referenced_state
+
+        state = {**referenced_state(path, config_doc.pop("sci_from")), **state}
     try:
-        config = SCIConfig.from_dict(doc["model_config"])
+        config = SCIConfig.from_dict(config_doc)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(path, f"model_config: {exc}") from exc
     try:
         model = SCIModel(config)
-        model.load_state_dict(doc["state"])
+        model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(path, f"weights do not fit the model they describe "
@@ -46,8 +60,16 @@ def load_model(path: str | Path, *, device: str = "cpu") -> SCIModel:
 
 
 def load_pretrained(task: str = "recon", *, path: str | Path | None = None,
-                    device: str = "cpu") -> SCIModel:
-    """The shipped SCI model for ``task`` ("recon" or "cls"), or the one at ``path``."""
+                    device: str = "cpu", propagation: bool = False) -> SCIModel:
+    """The shipped SCI model for ``task`` ("recon" or "cls"), or the one at ``path``.
+
+    ``propagation=True``: the shipped recon model with its long-reach propagation
+    (``REACH_ADDON``). It is opt-in: it gains in static scenes and loses a
+    little on the REDS pairs (README)."""
+    if propagation and path is None:
+        if task != "recon":
+            raise DataError(f"only the recon model has a long-reach propagation, not {task!r}")
+        path = WEIGHTS_DIR / REACH_ADDON
     path = Path(path) if path is not None else pretrained_path(task)
     if not path.is_file():
         raise CheckpointError(path, "weights not found (reproduce them with the commands "

@@ -9,6 +9,7 @@ times are clipped so that every window lies inside it (at least 13 frames).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from .cloud.analysis import AnalysisConfig, LongTermAnalysis
 from .cloud.heads import ClassificationHead, ReconstructionHead
+from .cloud.propagate import FeaturePropagation, PropagationConfig
 from ..errors import DataError
 from ..io.source import as_source
 from ..stream import FeatureStream
@@ -43,6 +45,9 @@ class SCIConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     num_classes: int = 10
     dropout: float = 0.0        # classification head only (training)
+    # long-reach propagation over the whole stream before the window (off: the
+    # windowed analysis alone, as in checkpoints made before it existed)
+    propagation: PropagationConfig = field(default_factory=PropagationConfig)
 
     def __post_init__(self):
         from ..config import FieldError, check_fields
@@ -59,7 +64,7 @@ class SCIConfig:
     def to_dict(self) -> dict:
         return {"task": self.task, "fem": self.fem.to_dict(),
                 "analysis": self.analysis.to_dict(), "num_classes": self.num_classes,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "propagation": self.propagation.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SCIConfig":
@@ -109,6 +114,8 @@ class SCIModel(nn.Module):
         self.config = config = config or SCIConfig()
         self.fem = FEM(config.fem)
         self.analysis = LongTermAnalysis(config.analysis)
+        self.propagation = (FeaturePropagation(config.propagation)
+                            if config.propagation.enabled else None)
         w = config.analysis.width
         self.head = (ReconstructionHead(w) if config.task == "recon"
                      else ClassificationHead(w, config.num_classes, dropout=config.dropout))
@@ -139,11 +146,31 @@ class SCIModel(nn.Module):
         out = self.head(y, padded[:, K:K + 1])
         return out[..., :H, :W] if self.config.task == "recon" else out
 
-    def forward(self, windows: torch.Tensor, return_features: bool = False):
-        """Spike windows -> output; with ``return_features`` also the features F."""
+    def forward(self, windows: torch.Tensor | None, return_features: bool = False, *,
+                sequence: torch.Tensor | None = None):
+        """Spike windows -> output; with ``return_features`` also the features F.
+
+        ``sequence`` (B, N, H, W), N odd, instead of windows: features on the
+        stride grid, propagated over all N, then the output at the middle one
+        (training with propagation)."""
+        if sequence is not None:
+            K = self.config.analysis.neighbors
+            half = sequence.shape[1] // 2
+            prop = self.propagate(sequence)
+            return self.analyse(prop[:, half - K:half + K + 1])
         features = self.extract(windows)
         out = self.analyse(features)
         return (out, features) if return_features else out
+
+    def propagate(self, features: torch.Tensor, *, reach: int | None = None,
+                  lookahead: int | None = None) -> torch.Tensor:
+        """Features (B, N, H, W) on the stride grid -> propagated (the same when the
+        model has no propagation). ``reach``: spike steps a state may remember
+        (None: the whole stream); ``lookahead``: later features an output may use."""
+        if self.propagation is None:
+            return features
+        cap = math.inf if reach is None else max(1.0, reach / self.config.analysis.stride)
+        return self.propagation(features, cap=cap, lookahead=lookahead)
 
     def windows_at(self, spikes: torch.Tensor, t: int) -> torch.Tensor:
         a = self.config.analysis
@@ -161,13 +188,22 @@ class SCIModel(nn.Module):
 
     @torch.no_grad()
     def reconstruct_stream(self, stream: FeatureStream, times, *, gain: float | None = None,
+                           reach: int | None = None, lookahead: int | None = None,
+                           propagate: bool = True,
                            progress: Callable[[float], None] | None = None) -> np.ndarray:
         """Cloud side: intensity images (len(times), H, W) from a feature stream.
 
         Each output at t reads the stream's features at ``output_times(t)``; they
-        must all be in the stream. The gain comes from the stream unless given."""
+        must all be in the stream. The gain comes from the stream unless given.
+        A model with propagation first propagates a regular stream at its stride
+        over all of it (``reach``, ``lookahead``: see :meth:`reconstruct`); other
+        streams are read as they are."""
         gain = stream.gain if gain is None else gain
         _check_gain(gain)
+        _check_reach(reach, lookahead)
+        times = [int(t) for t in times]
+        if propagate and self.propagation is not None and self._regular(stream):
+            stream = self._propagated_stream(stream, times, reach, lookahead)
         source = _StreamFeatures(stream)
         rates = self._rates(source, list(times), stream.num_steps, progress, flows=stream)
         return np.clip(rates / gain, 0.0, 1.0).astype(np.float32)
@@ -175,6 +211,8 @@ class SCIModel(nn.Module):
     @torch.no_grad()
     def reconstruct(self, spikes, times, gain: float, *, ensemble: bool = False,
                     tile: int | None = None, device: str | None = None,
+                    reach: int | None = None, lookahead: int | None = None,
+                    propagate: bool = True,
                     progress: Callable[[float], None] | None = None) -> np.ndarray:
         """Intensity images (len(times), H, W) = predicted firing rate / gain, in [0, 1].
 
@@ -190,10 +228,16 @@ class SCIModel(nn.Module):
         ``tile``: run the model on tiles of this many pixels a side, each read
         with a ``TILE_MARGIN`` border of context, so memory stays bounded on
         large sensors.
+        ``reach``, ``lookahead`` (a model with propagation): the spike steps a
+        propagated state remembers (None: the whole recording; features further
+        away than that from every output are not computed) and the later features
+        each output may wait for (None: all; 0: causal); ``propagate=False`` runs
+        the windowed analysis alone.
         ``progress``: called with the fraction of one output just finished."""
         if self.config.task != "recon":
             raise DataError("this model classifies; it does not reconstruct")
         _check_gain(gain)
+        _check_reach(reach, lookahead)
         tile = _check_tile(tile)
         source = as_source(spikes)
         T, H, W = source.shape
@@ -209,11 +253,66 @@ class SCIModel(nn.Module):
             total = None
             for tf in passes:
                 ext = FeatureExtractor(self.fem, source, region=region, transform=tf, device=dev)
+                if propagate and self.propagation is not None:
+                    ext = self._propagated_features(ext, times, T, reach, lookahead)
                 r = self._rates(ext, times, T, step, transform=tf)
                 total = r if total is None else total + r
             part = total / len(passes) if len(passes) > 1 else total
             rate[:, y0:y1, x0:x1] = part[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
         return np.clip(rate / gain, 0.0, 1.0).astype(np.float32)
+
+    # --- long-reach propagation ------------------------------------------------------
+    def _grid(self, t0: int, t1: int, num_steps: int, residue: int,
+              reach: int | None) -> list[int]:
+        """Feature times on the stride grid through ``residue`` that outputs in
+        [t0, t1] may read: the whole recording, or ``reach`` steps beyond the window."""
+        s, K = self.config.analysis.stride, self.config.analysis.neighbors
+        lo, hi = HALF_WINDOW, num_steps - 1 - HALF_WINDOW
+        if reach is not None:
+            lo, hi = max(lo, t0 - K * s - reach), min(hi, t1 + K * s + reach)
+        first = lo + (residue - lo) % s
+        return list(range(first, hi + 1, s))
+
+    def _propagated_features(self, features: FeatureExtractor, times: list[int],
+                             num_steps: int, reach, lookahead) -> "_DictFeatures":
+        """The features the outputs at ``times`` read, propagated along the stride
+        grid of each output time (outputs off a common grid get their own); the
+        clipped times at the recording's ends, off every grid, stay as computed."""
+        s = self.config.analysis.stride
+        needed = {u for t in times for u in self.output_times(t, num_steps)}
+        out: dict[int, torch.Tensor] = {}
+        for r in sorted({t % s for t in times}):
+            mine = [t for t in times if t % s == r]
+            grid = self._grid(min(mine), max(mine), num_steps, r, reach)
+            if not grid:
+                continue
+            feats = features.get(grid)
+            features.release(num_steps)       # held below, not twice
+            prop = self.propagate(feats[None], reach=reach, lookahead=lookahead)[0]
+            out.update((u, f) for u, f in zip(grid, prop) if u in needed)
+            del feats, prop
+        rest = sorted(needed - set(out))
+        if rest:
+            out.update(zip(rest, features.get(rest)))
+        return _DictFeatures(out)
+
+    def _regular(self, stream: FeatureStream) -> bool:
+        s = self.config.analysis.stride
+        return len(stream) > 1 and bool(np.all(np.diff(stream.times) == s))
+
+    def _propagated_stream(self, stream: FeatureStream, times: list[int], reach,
+                           lookahead) -> FeatureStream:
+        keep = np.ones(len(stream), bool)
+        if reach is not None and times:
+            s, K = self.config.analysis.stride, self.config.analysis.neighbors
+            keep = ((stream.times >= min(times) - K * s - reach)
+                    & (stream.times <= max(times) + K * s + reach))
+        ts = stream.times[keep]
+        dev = next(self.parameters()).device
+        feats = torch.from_numpy(np.ascontiguousarray(stream.features[keep])).to(dev)
+        prop = self.propagate(feats[None], reach=reach, lookahead=lookahead)[0]
+        return FeatureStream(times=ts, features=prop.cpu().numpy(), num_steps=stream.num_steps,
+                             stride=stream.stride, gain=stream.gain, flows=stream.flows)
 
     @torch.no_grad()
     def _rates(self, features, times: list[int], num_steps: int, progress, *,
@@ -344,6 +443,27 @@ class _StreamFeatures:
 
     def release(self, before: int) -> None:
         pass
+
+
+class _DictFeatures(_StreamFeatures):
+    """Features ready by time (the propagated ones) behind the same interface."""
+
+    def __init__(self, features: dict[int, torch.Tensor]):
+        self.features = features
+
+    def get(self, times) -> torch.Tensor:
+        return torch.stack([self.features[int(t)] for t in times])
+
+    def release(self, before: int) -> None:
+        for t in [t for t in self.features if t < before]:
+            del self.features[t]
+
+
+def _check_reach(reach, lookahead) -> None:
+    if reach is not None and (int(reach) != reach or reach < 1):
+        raise DataError(f"reach must be an integer >= 1 spike step, got {reach!r}")
+    if lookahead is not None and (int(lookahead) != lookahead or lookahead < 0):
+        raise DataError(f"lookahead must be an integer >= 0 features, got {lookahead!r}")
 
 
 def _given_flows(stream: FeatureStream | None, ft: list[int], config: SCIConfig):

@@ -10,7 +10,9 @@
   ``cloud.flow`` (flow estimation), ``cloud.afr`` (both AFR branches: warps,
   offset convs, deformable convs), ``cloud.merge_fusion`` (branch merges and the
   fusion U-Net, with the ops outside any submodule: padding, concatenations),
-  ``cloud.recon_head``; and the same rows for the classifier, with
+  ``cloud.recon_head``, and ``cloud.propagation`` when the model has its
+  long-reach propagation (one feature's share: a gate step each way and the
+  merge); and the same rows for the classifier, with
   ``cls.classification_head`` (``model`` = "cls").
 
 Measures (the README's profiling paragraph says the same):
@@ -361,8 +363,32 @@ def cloud_rows(model, height: int, width: int, *, repeats: int = 3, latency: boo
              head: [("model.head", model.head)]}
     rows = _rows("cloud", model_name, root, (x,), oc, "", parts, f"{tag}.merge_fusion", root,
                  "", repeats, latency, param_modules=[model.analysis, model.head])
-    order = [f"{tag}.encoder", f"{tag}.flow", f"{tag}.afr", f"{tag}.merge_fusion", head]
+    order = [f"{tag}.propagation", f"{tag}.encoder", f"{tag}.flow", f"{tag}.afr",
+             f"{tag}.merge_fusion", head]
+    if getattr(model, "propagation", None) is not None:
+        step = _PropagationStep(model.propagation).eval()
+        px = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(2))
+        rows += _rows("cloud", model_name, step, (px,), OpCount(step, px), "", {},
+                      f"{tag}.propagation", step, "", repeats, latency)
     return sorted(rows, key=lambda r: order.index(r.name))
+
+
+class _PropagationStep(torch.nn.Module):
+    """One feature's share of the long-reach propagation (each feature passes the
+    gate once per direction, then the merge): the cost per output at the feature
+    rate, whatever the stream's length. Input (1, 3, H, W): the states carried
+    from the previous and the next feature, and the feature."""
+
+    def __init__(self, propagation):
+        super().__init__()
+        self.propagation = propagation
+
+    def forward(self, x):
+        before, f, after = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+        count = torch.full_like(f, 4.0)
+        sf, nf = self.propagation._step(f, before, count, float("inf"))
+        sb, nb = self.propagation._step(f, after, count, float("inf"))
+        return (sf * nf + sb * nb - f) / (nf + nb - 1.0)
 
 
 def profile_modules(height: int, width: int, *, repeats: int = 3, latency: bool = True,

@@ -14,6 +14,7 @@ from typing import Any
 from .. import config as _config
 from ..config import FieldError
 from ..models.cloud.analysis import AnalysisConfig
+from ..models.cloud.propagate import PropagationConfig
 from ..models.codec import CodecConfig
 from ..models.end.fem import FEMConfig
 
@@ -37,6 +38,8 @@ class DataConfig:
     noise_prob: float = _at_least(0.0, 0.3, max=1.0)
     synthetic_prob: float = _at_least(0.0, 0.0, max=1.0)  # scenes: share of dead-leaves images
                                                           # (training only)
+    log_ranges: bool = False                # scenes: speeds and alpha drawn log-uniformly (many
+                                            # slow and dim items; a zero low end stays uniform)
     seed: int = 0
     val_items: int = _at_least(0, 32)
     augment: bool = False                   # smnist: random similarity transform and gain
@@ -89,6 +92,7 @@ class ModelConfig:
     num_classes: int = _at_least(2, 10)
     dropout: float = field(default=0.0, metadata={"min": 0.0, "lt": 1.0})  # cls head only
     codec: CodecConfig = field(default_factory=CodecConfig)  # stage 3
+    propagation: PropagationConfig = field(default_factory=PropagationConfig)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,18 @@ class TrainConfig:
                                                     # and stage 2 when the FEM trains too)
     fem_lr_scale: float = _at_least(0.0, 0.0)  # stage 2: 0 keeps the FEM frozen (the paper's
                                                # stage II); > 0 fine-tunes it jointly at lr * this
+    cloud_lr_scale: float = _at_least(0.0, 1.0)  # stage 2: the windowed analysis and head
+                                                 # train at lr * this (0: frozen, e.g. while
+                                                 # only the propagation learns)
+    # stage 2 recon with model.propagation: features per training sequence (odd, at
+    # least 2K+1; the output at the middle one); 0 trains the windowed model alone
+    sequence_features: int = _at_least(0, 0)
+    curriculum_steps: int = _at_least(0, 0)   # grow sequences from 2K+1 features to
+                                              # sequence_features over these steps
+    cut_prob: float = _at_least(0.0, 0.0, max=1.0)  # share of sequences with a scene cut
+    no_worse_weight: float = _at_least(0.0, 0.0)  # propagation: weight of the extra loss on
+                                                  # sequences where it does worse than the
+                                                  # windowed model alone (the excess MSE)
     # stage 3: R + lambda * D, one lambda per quality index (as many as model.codec.qualities)
     lambdas: tuple[float, ...] = field(default=(100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
                                        metadata={"gt": 0.0})
@@ -146,6 +162,17 @@ class TrainConfig:
                                             f"{len(self.lambdas)}")
             if self.task == "codec" and self.data.dataset != "scenes":
                 raise FieldError("data.dataset", "the codec trains on data.dataset = 'scenes'")
+        if self.sequence_features:
+            K = self.model.analysis.neighbors
+            if self.stage != 2 or self.task != "recon" or not self.model.propagation.enabled:
+                raise FieldError("sequence_features", "is for stage 2 recon with "
+                                                      "model.propagation.enabled = true")
+            if self.sequence_features % 2 == 0 or self.sequence_features < 2 * K + 1:
+                raise FieldError("sequence_features", f"must be odd and >= {2 * K + 1} "
+                                                      f"(2K+1), got {self.sequence_features}")
+        elif self.model.propagation.enabled and self.stage == 2:
+            raise FieldError("sequence_features", "model.propagation trains on sequences: "
+                                                  "set sequence_features")
         if self.fem_lr_scale > 0 and self.stage != 2:
             raise FieldError("fem_lr_scale", "is for stage 2 (stage 1 trains the FEM anyway)")
 

@@ -24,7 +24,8 @@ class SceneSamples(Dataset):
                                     motions=tuple(cfg.motions), speeds=tuple(cfg.speeds),
                                     alpha=tuple(cfg.alpha), noise_prob=cfg.noise_prob,
                                     length=length, seed=cfg.seed + seed_offset,
-                                    synthetic_prob=cfg.synthetic_prob if split == "train" else 0.0)
+                                    synthetic_prob=cfg.synthetic_prob if split == "train" else 0.0,
+                                    log_ranges=cfg.log_ranges)
 
     def __len__(self):
         return len(self.scenes)

@@ -177,18 +177,28 @@ class Trainer:
         return self.cfg.stage == 2 and self.cfg.fem_lr_scale > 0
 
     def _param_groups(self) -> list[dict]:
-        """One group, or two when stage II fine-tunes the FEM (its LR scaled)."""
-        if not self.fem_trains:
+        """Parameter groups by learning-rate scale: the FEM at ``fem_lr_scale`` when
+        stage II fine-tunes it, the windowed analysis and head at ``cloud_lr_scale``,
+        the rest (the propagation) at 1. Frozen parameters are left out."""
+        if self.cfg.stage != 2:
             return [{"params": [p for p in self.trainable.parameters() if p.requires_grad],
                      "lr_scale": 1.0}]
-        fem = [p for n, p in self.model.named_parameters() if n.startswith("fem.")]
-        rest = [p for n, p in self.model.named_parameters() if not n.startswith("fem.")]
-        return [{"params": rest, "lr_scale": 1.0},
-                {"params": fem, "lr_scale": self.cfg.fem_lr_scale}]
+        scales = {"fem.": self.cfg.fem_lr_scale, "analysis.": self.cfg.cloud_lr_scale,
+                  "head.": self.cfg.cloud_lr_scale}
+        groups: dict[float, list] = {1.0: []}       # the unscaled group first
+        for n, p in self.model.named_parameters():
+            if p.requires_grad:
+                scale = next((v for k, v in scales.items() if n.startswith(k)), 1.0)
+                groups.setdefault(scale, []).append(p)
+        return [{"params": ps, "lr_scale": scale} for scale, ps in groups.items() if ps]
 
     @property
     def span(self) -> int:
-        return WINDOW if self.cfg.stage == 1 else self.model_config().span
+        if self.cfg.stage == 1:
+            return WINDOW
+        if self.cfg.sequence_features:
+            return WINDOW + (self.cfg.sequence_features - 1) * self.cfg.model.analysis.stride
+        return self.model_config().span
 
     def model_config(self) -> SCIConfig:
         """Stage II's model: the analysis from this config, the FEM as in the init checkpoint."""
@@ -201,7 +211,8 @@ class Trainer:
             except ConfigError as exc:
                 raise CheckpointError(self.cfg.init, exc.problem) from None
         return SCIConfig(task=self.cfg.task, fem=fem, analysis=m.analysis,
-                         num_classes=m.num_classes, dropout=m.dropout)
+                         num_classes=m.num_classes, dropout=m.dropout,
+                         propagation=m.propagation)
 
     def _build(self):
         cfg = self.cfg
@@ -221,6 +232,9 @@ class Trainer:
                                                       "checkpoint")
             fresh = _load_part(model, doc["state"], ("analysis.", "head."), cfg.init_cloud,
                                partial=True)
+            if model.propagation is not None and any(k.startswith("propagation.")
+                                                     for k in doc["state"]):
+                _load_part(model, doc["state"], ("propagation.",), cfg.init_cloud)
             if fresh and self.rank == 0 and not self.quiet:
                 print(f"init_cloud: {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}"
                       f"{', ...' if len(fresh) > 4 else ''})", file=sys.stderr)
@@ -231,6 +245,9 @@ class Trainer:
         model.fem.load_state_dict(fem_state)
         for p in model.fem.parameters():
             p.requires_grad_(self.fem_trains)
+        if cfg.cloud_lr_scale == 0:
+            for p in [*model.analysis.parameters(), *model.head.parameters()]:
+                p.requires_grad_(False)
         model.fem.eval()   # no dropout or batch norm in the FEM: eval mode, trained or not
         return model, model
 
@@ -291,11 +308,55 @@ class Trainer:
             loss = mse + cfg.laplacian_weight * lap
             return loss, {"loss": loss.item(), "mse": mse.item(), "lap_l1": lap.item(),
                           "psnr": _psnr(pred.detach() / scale, rate / scale).mean().item()}
+        if cfg.sequence_features:
+            return self._forward_sequence(net, spikes, rate, scale, train)
         pred, features = net(self.model.windows_at(spikes, spikes.shape[1] // 2).float(),
                              return_features=True)
         loss, m = self._with_smoothness(((pred - rate) / scale).pow(2).mean(), features,
                                         task_key="mse")
         return loss, {**m, "psnr": _psnr(pred.detach() / scale, rate / scale).mean().item()}
+
+    def sequence_length(self, train: bool) -> int:
+        """Features per training sequence now: the curriculum grows it from 2K+1 to
+        ``sequence_features`` (odd throughout); validation always uses them all."""
+        cfg = self.cfg
+        full, lo = cfg.sequence_features, 2 * cfg.model.analysis.neighbors + 1
+        if not train or cfg.curriculum_steps == 0 or self.step >= cfg.curriculum_steps:
+            return full
+        n = lo + (full - lo) * self.step / cfg.curriculum_steps
+        return min(full, int(n) // 2 * 2 + 1)
+
+    def _forward_sequence(self, net, spikes, rate, scale, train: bool):
+        """Stage II with propagation: FEM features on the whole sequence's grid (the
+        FEM frozen), optionally a scene cut, propagation, then the windowed model at
+        the middle feature; MSE on the intensity there."""
+        cfg = self.cfg
+        s, K = cfg.model.analysis.stride, cfg.model.analysis.neighbors
+        n = self.sequence_length(train)
+        mid = spikes.shape[1] // 2
+        half = (n - 1) // 2
+        centres = [mid + k * s for k in range(-half, half + 1)]
+        if train and cfg.cut_prob > 0 and spikes.shape[0] > 1:
+            spikes = _scene_cuts(spikes, centres, cfg.cut_prob, self.step)
+        with torch.no_grad():
+            from ..models.sci import gather_windows
+
+            feats = self.model.extract(gather_windows(spikes, centres).float())
+        pred = net(None, sequence=feats)
+        err = ((pred - rate) / scale).pow(2).flatten(1).mean(1)
+        loss = err.mean()
+        m = {"psnr": _psnr(pred.detach() / scale, rate / scale).mean().item(),
+             "features": float(n)}
+        if cfg.no_worse_weight > 0:
+            # the windowed model alone on the same features: propagation should never
+            # lose to it, so a sequence where it does costs its excess again
+            with torch.no_grad():
+                base = self.model.analyse(feats[:, half - K:half + K + 1])
+                base_err = ((base - rate) / scale).pow(2).flatten(1).mean(1)
+            excess = F.relu(err - base_err).mean()
+            loss = loss + cfg.no_worse_weight * excess
+            m["excess_mse"] = excess.item()
+        return loss, {"loss": loss.item(), **m}
 
     def _with_smoothness(self, task_loss, features, task_key: str):
         """Stage II's loss: the task's, plus the Laplacian constraint on every
@@ -423,8 +484,31 @@ class Trainer:
         return {"step": self.step, "seconds": time.perf_counter() - started, **metrics}
 
 
+def _scene_cuts(spikes: torch.Tensor, centres: list[int], prob: float, step: int):
+    """A scene cut in a share ``prob`` of the sequences: the spikes on the far side
+    of a random feature boundary (not at the middle window) come from the next
+    sequence of the batch, so the target at the middle stays this sequence's."""
+    gen = torch.Generator().manual_seed(step)
+    out = spikes.clone()
+    other = spikes.roll(1, dims=0)
+    mid = len(centres) // 2
+    for b in range(spikes.shape[0]):
+        if float(torch.rand(1, generator=gen)) >= prob:
+            continue
+        j = int(torch.randint(0, len(centres) - 1, (1,), generator=gen))
+        if j == mid or j + 1 == mid:        # keep the middle window whole
+            j = mid + 1 if j < mid else mid - 2
+        j = min(max(j, 0), len(centres) - 2)
+        cut = (centres[j] + centres[j + 1]) // 2 + 1   # between two feature centres
+        if j >= mid:
+            out[b, cut:] = other[b, cut:]
+        else:
+            out[b, :cut] = other[b, :cut]
+    return out
+
+
 LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "ce", "psnr", "acc", "lap_l1", "bpp",
-               "feat_psnr", "val_bpp", "val_feat_psnr", "val_loss",
+               "feat_psnr", "features", "excess_mse", "val_bpp", "val_feat_psnr", "val_loss",
                "val_mse", "val_psnr", "val_tfp_psnr", "val_acc", "val_lap_l1", "val_lap_l2"]
 
 

@@ -115,5 +115,9 @@ def test_shipped_weights_still_load(task):
         pytest.skip(f"{path.name} not shipped in this checkout")
     doc = load_checkpoint(path)
     config = SCIConfig.from_dict(doc["model_config"])
-    assert config.to_dict() == doc["model_config"]
+    made = config.to_dict()
+    # fields added since (the propagation) take their defaults: off
+    assert {k: v for k, v in made.items() if k in doc["model_config"]} == doc["model_config"]
+    assert set(made) - set(doc["model_config"]) <= {"propagation"}
+    assert "propagation" in doc["model_config"] or not config.propagation.enabled
     assert load_model(path).config == config

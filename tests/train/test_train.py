@@ -437,3 +437,83 @@ checkpoint_every = 100
     assert res.returncode == 0, res.stderr[-3000:]
     assert "stride" not in res.stderr        # no DDP warning about mismatched grad layouts
     assert load_checkpoint(tmp_path / "s2" / "final.pt")["step"] == 4
+
+
+def _propagation_config(tmp_path, s1, steps=4, extra=""):
+    body = f"""
+stage = 2
+task = "recon"
+out_dir = "{tmp_path / 'prop'}"
+init = "{s1}"
+cloud_lr_scale = 0.0
+sequence_features = 9
+curriculum_steps = 2
+cut_prob = 1.0
+{extra}
+{TINY_MODEL}
+[model.propagation]
+enabled = true
+width = 4
+[data]
+size = [16, 16]
+motions = ["static", "pan"]
+speeds = [0.01, 1.0]
+alpha = [0.05, 0.9]
+log_ranges = true
+val_items = 2
+"""
+    # two sequences a step, logged every step, validated and saved every other one
+    body += f"[optim]\nsteps = {steps}\nbatch = 2\nlr = 3e-3\nwarmup = 1\n"
+    body += "[log]\nevery = 1\neval_every = 2\ncheckpoint_every = 2\n"
+    return _write(tmp_path, "prop", body)
+
+
+def test_stage2_propagation_trains_only_the_gate_on_growing_sequences(tmp_path):
+    train(load_config(_stage1(tmp_path, steps=2), {"workers": 0}), quiet=True)
+    s1 = tmp_path / "s1" / "final.pt"
+    cfg = load_config(_propagation_config(tmp_path, s1, steps=4), {"workers": 0})
+    train(cfg, quiet=True)
+    rows = _rows(tmp_path / "prop")
+    # the curriculum grows the sequence from 2K+1 = 5 to 9 features; validation uses 9
+    assert [r["features"] for r in rows] == [5, 7, 9, 9]
+    assert rows[1]["val_features"] == 9
+    model = load_model(tmp_path / "prop" / "final.pt")
+    assert model.propagation is not None and model.config.propagation.width == 4
+    start = load_checkpoint(s1)["state"]
+    for k, v in model.state_dict().items():
+        if k.startswith("fem."):
+            assert torch.equal(v, start[k]), k           # the FEM is the init's
+    assert float(model.state_dict()["propagation.gate.4.bias"]) != pytest.approx(-4.0)
+    from sci_edge.models import SCIModel
+
+    torch.manual_seed(0)            # the trainer's seed (data.seed) before it builds the model
+    fresh = SCIModel(model.config).state_dict()
+    for k, v in model.state_dict().items():
+        if k.startswith(("analysis.", "head.")):
+            assert torch.equal(v, fresh[k]), k            # frozen (cloud_lr_scale 0)
+    # resumes to more steps
+    cfg = load_config(_propagation_config(tmp_path, s1, steps=6), {"workers": 0})
+    train(cfg, resume=True, quiet=True)
+    assert load_checkpoint(tmp_path / "prop" / "final.pt")["step"] == 6
+
+
+def test_propagation_configs_are_checked(tmp_path):
+    body = _propagation_config(tmp_path, tmp_path / "none.pt").read_text()
+    for name, old, new in (("even", "sequence_features = 9", "sequence_features = 8"),
+                           ("off", "enabled = true", "enabled = false"),
+                           ("unset", "sequence_features = 9", "")):
+        with pytest.raises(ConfigError, match="sequence_features"):
+            load_config(_write(tmp_path, name, body.replace(old, new)))
+
+
+def test_scene_cuts_keep_the_middle_window_of_each_sequence():
+    from sci_edge.train.loop import _scene_cuts
+
+    spikes = torch.stack([torch.full((60, 4, 4), i, dtype=torch.uint8) for i in range(4)])
+    centres = [30 + 5 * k for k in range(-4, 5)]
+    for step in range(20):
+        cut = _scene_cuts(spikes, centres, 1.0, step)
+        for b in range(4):
+            assert (cut[b, 24:37] == b).all()                 # the middle window is whole
+            assert (cut[b] != b).any()                         # somewhere else it cut
+            assert torch.equal(spikes[b], torch.full((60, 4, 4), b, dtype=torch.uint8))
