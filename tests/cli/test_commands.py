@@ -416,8 +416,9 @@ def test_reconstruct_sci_passes_the_source_and_a_progress_callback(capsys, tmp_p
 
     class FakeModel:
         def reconstruct(self, spikes, times, gain, *, ensemble=False, tile=None, device=None,
-                        progress=None):
-            calls.update(source=spikes, times=list(times), gain=gain)
+                        reach=None, lookahead=None, progress=None):
+            calls.update(source=spikes, times=list(times), gain=gain, reach=reach,
+                         lookahead=lookahead)
             for _ in times:
                 progress(1)
             return np.zeros((len(times), spikes.height, spikes.width), np.float32)
@@ -432,6 +433,16 @@ def test_reconstruct_sci_passes_the_source_and_a_progress_callback(capsys, tmp_p
     assert isinstance(calls["source"], SpikeSource) and calls["times"] == [5, 6]
     assert json.loads(out)["method"] == "sci"
     assert (tmp_path / "r" / "frame_6.png").is_file()
+    assert calls["reach"] is None and calls["lookahead"] is None
+    # the propagation's bounds reach the model; other methods refuse them
+    code, out, err = run(capsys, "reconstruct", dat, "--height", 8, "--width", 16, "--method",
+                         "sci", "--at", "5", "--gain", "0.5", "-o", tmp_path / "q",
+                         "--max-reach", 40, "--lookahead", 0)
+    assert code == 0, err
+    assert calls["reach"] == 40 and calls["lookahead"] == 0
+    code, out, err = run(capsys, "reconstruct", dat, "--height", 8, "--width", 16, "--method",
+                         "tfp", "--at", "5", "-o", tmp_path / "p", "--lookahead", 0)
+    assert code != 0 and "--lookahead" in err
 
 
 def test_npz_round_trip_still_reads(tmp_path, random_spikes):
