@@ -97,8 +97,9 @@ def bench_recon(height: int = 250, width: int = 400, run: int = 20, old_frames: 
         win = doc["run_feature_rate"]["new_s_per_frame"]
         doc["propagated_feature_rate"] = {"s_per_frame": s / run, "windowed_s_per_frame": win,
                                           "overhead": (s / run) / win - 1.0,
-                                          "features": len(range(6 + (t0 - 6) % a.stride,
-                                                                steps - 6, a.stride))}
+                                          "features": len(model._grid(
+                                              t0, runs["feature_rate"][-1], steps,
+                                              t0 % a.stride, None))}
     return doc
 
 

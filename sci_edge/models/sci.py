@@ -205,7 +205,7 @@ class SCIModel(nn.Module):
         if propagate and self.propagation is not None and self._regular(stream):
             stream = self._propagated_stream(stream, times, reach, lookahead)
         source = _StreamFeatures(stream)
-        rates = self._rates(source, list(times), stream.num_steps, progress, flows=stream)
+        rates = self._rates(source, times, stream.num_steps, progress, flows=stream)
         return np.clip(rates / gain, 0.0, 1.0).astype(np.float32)
 
     @torch.no_grad()
@@ -266,12 +266,19 @@ class SCIModel(nn.Module):
               reach: int | None) -> list[int]:
         """Feature times on the stride grid through ``residue`` that outputs in
         [t0, t1] may read: the whole recording, or ``reach`` steps beyond the window."""
-        s, K = self.config.analysis.stride, self.config.analysis.neighbors
+        s = self.config.analysis.stride
         lo, hi = HALF_WINDOW, num_steps - 1 - HALF_WINDOW
         if reach is not None:
-            lo, hi = max(lo, t0 - K * s - reach), min(hi, t1 + K * s + reach)
+            a, b = self._reach_span(t0, t1, reach)
+            lo, hi = max(lo, a), min(hi, b)
         first = lo + (residue - lo) % s
         return list(range(first, hi + 1, s))
+
+    def _reach_span(self, t0: int, t1: int, reach: int) -> tuple[int, int]:
+        """Feature times outputs in [t0, t1] may read with ``reach``: the window, and
+        ``reach`` steps beyond it on each side."""
+        s, K = self.config.analysis.stride, self.config.analysis.neighbors
+        return t0 - K * s - reach, t1 + K * s + reach
 
     def _propagated_features(self, features: FeatureExtractor, times: list[int],
                              num_steps: int, reach, lookahead) -> "_DictFeatures":
@@ -304,9 +311,8 @@ class SCIModel(nn.Module):
                            lookahead) -> FeatureStream:
         keep = np.ones(len(stream), bool)
         if reach is not None and times:
-            s, K = self.config.analysis.stride, self.config.analysis.neighbors
-            keep = ((stream.times >= min(times) - K * s - reach)
-                    & (stream.times <= max(times) + K * s + reach))
+            lo, hi = self._reach_span(min(times), max(times), reach)
+            keep = (stream.times >= lo) & (stream.times <= hi)
         ts = stream.times[keep]
         dev = next(self.parameters()).device
         feats = torch.from_numpy(np.ascontiguousarray(stream.features[keep])).to(dev)

@@ -384,11 +384,12 @@ class _PropagationStep(torch.nn.Module):
         self.propagation = propagation
 
     def forward(self, x):
+        from ..models.cloud.propagate import merge
+
         before, f, after = x[:, 0:1], x[:, 1:2], x[:, 2:3]
         count = torch.full_like(f, 4.0)
-        sf, nf = self.propagation._step(f, before, count, float("inf"))
-        sb, nb = self.propagation._step(f, after, count, float("inf"))
-        return (sf * nf + sb * nb - f) / (nf + nb - 1.0)
+        return merge(f, *self.propagation.step(f, before, count, float("inf")),
+                     *self.propagation.step(f, after, count, float("inf")))
 
 
 def profile_modules(height: int, width: int, *, repeats: int = 3, latency: bool = True,

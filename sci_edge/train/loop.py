@@ -31,7 +31,7 @@ from ..config import build
 from ..errors import CheckpointError, ConfigError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.end.fem import FEM, WINDOW, FEMConfig, LightReconHead
-from ..models.sci import SCIConfig, SCIModel
+from ..models.sci import SCIConfig, SCIModel, gather_windows
 from .config import TrainConfig
 from .data import SceneSamples, SMNISTSamples
 
@@ -339,8 +339,6 @@ class Trainer:
         if train and cfg.cut_prob > 0 and spikes.shape[0] > 1:
             spikes = _scene_cuts(spikes, centres, cfg.cut_prob, self.step)
         with torch.no_grad():
-            from ..models.sci import gather_windows
-
             feats = self.model.extract(gather_windows(spikes, centres).float())
         pred = net(None, sequence=feats)
         err = ((pred - rate) / scale).pow(2).flatten(1).mean(1)

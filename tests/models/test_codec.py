@@ -298,6 +298,7 @@ def test_exported_codec_refers_to_the_shipped_cloud_side(tmp_path):
     doc = load_checkpoint(shipped)
     from sci_edge.models.sci import SCIConfig
 
+    torch.manual_seed(0)    # a fresh codec's tables: not those of whatever ran before
     model = CodedSCI(SCIConfig.from_dict(doc["model_config"]), SMALL).eval()
     model.sci.load_state_dict(doc["state"])
     model.codec.update(torch.rand(1, 2, 32, 32))

@@ -88,7 +88,8 @@ class FeaturePropagation(nn.Module):
                       dim=1)
         return torch.sigmoid(self.gate(x))
 
-    def _step(self, feature, state, count, cap: float):
+    def step(self, feature, state, count, cap: float):
+        """One feature into the carried (state, count): the new (state, count)."""
         if state is None:
             return feature, torch.ones_like(feature)
         k = self.keep(feature, state, count)
@@ -99,7 +100,7 @@ class FeaturePropagation(nn.Module):
         states, counts = [], []
         s = n = None
         for f in feats:
-            s, n = self._step(f, s, n, cap)
+            s, n = self.step(f, s, n, cap)
             states.append(s)
             counts.append(n)
         return states, counts
@@ -130,6 +131,10 @@ class FeaturePropagation(nn.Module):
                 s, n = self._run(feats[i:min(N, i + 1 + lookahead)][::-1], cap)
                 sb.append(s[-1])
                 nb.append(n[-1])
-        out = [(a * na + b * nbb - f) / (na + nbb - 1.0)
-               for a, na, b, nbb, f in zip(sf, nf, sb, nb, feats)]
-        return torch.cat(out, 1)
+        return torch.cat([merge(*parts) for parts in zip(feats, sf, nf, sb, nb)], 1)
+
+
+def merge(feature, forward, n_forward, backward, n_backward):
+    """Both directions' states at one time, weighted by their counts; the feature
+    itself, in both, is counted once."""
+    return (forward * n_forward + backward * n_backward - feature) / (n_forward + n_backward - 1.0)
