@@ -16,6 +16,7 @@ TORCH_FREE = ["sci_edge", "sci_edge.io", "sci_edge.sim", "sci_edge.recon", "sci_
               "sci_edge.profiling.onnx_count", "sci_edge.profiling.power",
               "sci_edge.profiling.runtimes", "sci_edge.codec", "sci_edge.codec.bitstream",
               "sci_edge.codec.rans", "sci_edge.codec.entropy", "sci_edge.codec.intnet",
+              "sci_edge.codec.skip", "sci_edge.codec.quant",
               "sci_edge.eval.baselines", "sci_edge.eval.bdrate", "sci_edge.edge.backends",
               "sci_edge.export", "sci_edge.export.formats", "sci_edge.export.trt",
               "sci_edge.export.quantize", "sci_edge.edge.bundle", "sci_edge.edge.encoder",

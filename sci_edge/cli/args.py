@@ -118,3 +118,21 @@ def intra_period(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"--intra-period takes -1 (only the first frame) or 1..32767, got {text!r}")
     return value
+
+
+def skip_factor(text: str) -> float | None:
+    """--skip: 'off' (code every block of a P frame) or a rate-distortion factor >= 0."""
+    from ..codec.skip import MAX_KAPPA
+
+    if text.strip().lower() in ("off", "none"):
+        return None
+    value = non_negative_float(text)
+    if value > MAX_KAPPA:
+        raise argparse.ArgumentTypeError(f"expected 'off' or a number 0..{MAX_KAPPA:g}, "
+                                         f"got {text!r}")
+    return value
+
+
+SKIP_HELP = ("P frames' block skipping: 'off', or the rate-distortion factor of skipping a "
+             "32x32 block that barely changed (0: only blocks whose coding buys nothing; "
+             "larger: fewer bits, staler blocks; default {default})")

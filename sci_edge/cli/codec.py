@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from ..codec.skip import DEFAULT_KAPPA
 from ..errors import CheckpointError, CodecError, DataError, OutputError, SpikeFileError
 from . import args as A
 from .common import (add_json, add_quiet, add_spike_input, check_output_dir,
@@ -79,6 +80,8 @@ def _register_encode(sub) -> None:
                    help="rounding dead zone of the encoder, 0 .. <0.5: keeps small changes "
                         "at 0 (fewer bits, spike flicker dropped); decoding is unaffected "
                         "(default 0)")
+    p.add_argument("--skip", type=A.skip_factor, default=DEFAULT_KAPPA,
+                   help=A.SKIP_HELP.format(default=DEFAULT_KAPPA))
     p.add_argument("--weights", help="codec weights, a stage-3 checkpoint (default: shipped)")
     sim = p.add_argument_group("simulation (image or video input only)")
     add_simulation_options(sim)
@@ -157,7 +160,7 @@ def run_encode(ns) -> int:
     doc = result.to_dict()
     doc.update(input=str(ns.input), source=what, output=ns.output, quality=quality,
                qualities=Q, stride=ns.stride, intra_period=ns.intra_period, gain=gain,
-               deadzone=ns.deadzone,
+               deadzone=ns.deadzone, skip=ns.skip,
                gain_source="auto" if ns.gain == "auto" else "option",
                weights=ns.weights or "shipped", weights_hash=model.codec.weights_hash().hex())
     last = HALF_WINDOW + (result.frames - 1) * ns.stride
@@ -185,7 +188,7 @@ def _compress(ns, model, source, target, quality: int, gain: float):
 
         return compress(model, source, target, quality=quality, stride=ns.stride,
                         intra_period=ns.intra_period, gain=gain, deadzone=ns.deadzone,
-                        progress=step)
+                        skip=ns.skip, progress=step)
 
 
 # --- decode -----------------------------------------------------------------------------------

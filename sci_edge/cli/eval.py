@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..codec.skip import DEFAULT_KAPPA
 from ..errors import DataError
 from . import args as A
 from .common import add_json, add_quiet, add_reach, progress, report
@@ -72,6 +73,8 @@ def register(sub) -> None:
                    help="an I frame every this many frames, -1: only the first (default 32)")
     e.add_argument("--deadzone", type=A.non_negative_float, default=0.0,
                    help="the codec encoder's rounding dead zone, 0 .. <0.5 (default 0)")
+    e.add_argument("--skip", type=A.skip_factor, default=DEFAULT_KAPPA,
+                   help=A.SKIP_HELP.format(default=DEFAULT_KAPPA))
     e.add_argument("--crfs-x265", type=_int_list("--crfs-x265"),
                    help="x265 CRFs of CAAS and ATC (default 12,18,24,30,36)")
     e.add_argument("--crfs-av1", type=_int_list("--crfs-av1"),
@@ -244,7 +247,7 @@ def run_rd(ns) -> int:
                      crfs_cta=ns.crfs_cta)
     with progress(len(items), "eval rd", ns.quiet, unit="item") as bar:
         doc = evaluate_rd(model, items, stride=ns.stride, intra_period=ns.intra_period,
-                          deadzone=ns.deadzone,
+                          deadzone=ns.deadzone, skip=ns.skip,
                           baselines=ns.baselines, shipped=shipped, data=ns.data,
                           progress=bar.update, edge=ns.edge, bundle=ns.bundle, **options)
     if why is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..cli import args as A
 from ..cli.common import (add_json, add_quiet, add_spike_input, check_output_file, open_input,
                           progress, report, warn_stride)
+from ..codec.skip import DEFAULT_KAPPA
 from ..errors import DataError, OutputError, SciEdgeError, SpikeFileError
 
 PROG = "sci-edge-encode"
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spike steps between coded features (default 5)")
     p.add_argument("--intra-period", type=A.intra_period, default=32,
                    help="an I frame every this many frames; -1: only the first (default 32)")
+    p.add_argument("--skip", type=A.skip_factor, default=DEFAULT_KAPPA,
+                   help=A.SKIP_HELP.format(default=DEFAULT_KAPPA))
     p.add_argument("--precision", choices=("int8", "fp32"),
                    help="graphs to run (default: int8 when the bundle has them, else fp32)")
     p.add_argument("--threads", type=A.positive_int,
@@ -99,12 +102,13 @@ def run(ns) -> int:
             bar.update(done - bar.n)
 
         result = encoder.encode(source, target, quality=quality, stride=ns.stride,
-                                intra_period=ns.intra_period, gain=gain, progress=step)
+                                intra_period=ns.intra_period, gain=gain, skip=ns.skip,
+                                progress=step)
     doc = result.to_dict()
     doc.update(input=str(ns.input), output=ns.output, bundle=str(ns.bundle), qualities=Q,
                gain=gain, gain_source="auto" if ns.gain == "auto" else "option",
                model_id=bundle.model_id, weights_hash=bundle.weights_hash.hex(),
-               threads=encoder.threads)
+               threads=encoder.threads, skip=ns.skip)
     where = "stdout" if ns.output == STDIO else str(target)
     last = bundle.half_window + (result.frames - 1) * ns.stride
     per_frame = {k: 1e3 * v / result.frames for k, v in result.stages.items()}

@@ -28,6 +28,7 @@ import numpy as np
 
 from .._threads import resolve_threads
 from ..codec.bitstream import Frame, FrameType, SciHeader, SciWriter
+from ..codec import skip as blockskip
 from ..codec.rates import CodedRates
 from ..errors import DataError
 from ..io.source import as_source
@@ -148,12 +149,64 @@ class EdgeEncoder:
         idx = self._z_index[kind]
         return np.broadcast_to(idx[:, None, None], (idx.size, *shape))
 
+    def _code_batch(self, u, q, kinds, prev_q, hyper, tables, stages):
+        # without skipping, q = round(u) and the P context is the previous frame's q,
+        # known before any hyper net runs: the batch goes through each graph at once
+        t0 = time.perf_counter()
+        prevs, v = [], np.empty_like(u)
+        for j, kind in enumerate(kinds):
+            prev = None if kind == INTRA else (q[j - 1] if j else prev_q)
+            prevs.append(prev)
+            v[j] = u[j] if kind == INTRA else u[j] - prev.astype(np.float32)
+        z: list = [None] * len(kinds)
+        for kind in (INTRA, INTER):
+            sel = [j for j, k in enumerate(kinds) if k == kind]
+            if sel:
+                for j, zj in zip(sel, hyper[kind].run({"v": v[sel]})["z"]):
+                    z[j] = np.round(zj).astype(np.int32)
+        t1 = time.perf_counter()
+        coded = []
+        for j, kind in enumerate(kinds):
+            mean, index = tables.synthesis[kind](z[j])
+            sym = q[j] - mean if kind == INTRA else q[j] - prevs[j] - mean
+            z_bytes = tables.hyper.encode(z[j], self._hyper_indexes(kind, z[j].shape[1:]))
+            coded.append((kind, (z_bytes, tables.gaussian.encode(sym, index)), q[j]))
+        stages["encoder"] += t1 - t0
+        stages["entropy"] += time.perf_counter() - t1
+        return coded, q[-1]
+
+    def _code_skipping(self, u, q, kinds, prev_q, hyper, tables, steps, kappa, stages):
+        # a skipped block keeps the previous q, so a P frame's context is known only once
+        # the frame before is coded: the hyper nets run frame by frame
+        coded = []
+        for j, kind in enumerate(kinds):
+            t0 = time.perf_counter()
+            v = u[j] if kind == INTRA else u[j] - prev_q.astype(np.float32)
+            z = np.round(hyper[kind].run({"v": v[None]})["z"][0]).astype(np.int32)
+            t1 = time.perf_counter()
+            z_index = self._hyper_indexes(kind, z.shape[1:])
+            if kind == INTRA:
+                mean, index = tables.synthesis[kind](z)
+                parts, qj = (tables.hyper.encode(z, z_index),
+                             tables.gaussian.encode(q[j] - mean, index)), q[j]
+            else:
+                parts, qj = blockskip.code_inter(v, q[j], prev_q, z, tables, steps,
+                                                 np.ascontiguousarray(z_index), kappa=kappa)
+            coded.append((kind, parts, qj))
+            prev_q = qj
+            stages["encoder"] += t1 - t0
+            stages["entropy"] += time.perf_counter() - t1
+        return coded, prev_q
+
     def encode(self, spikes_or_source, out: str | Path | BinaryIO, *, quality: int,
                stride: int = 5, intra_period: int = 32, gain: float | None = None,
                progress: Callable[[int, int], None] | None = None,
-               keep_symbols: bool = False) -> EdgeEncodeResult:
+               keep_symbols: bool = False,
+               skip: float | None = blockskip.DEFAULT_KAPPA) -> EdgeEncodeResult:
         """Encode a spike source (a SpikeSource, or a (T, H, W) 0/1 array) into ``out``
-        (a path, written atomically, or a binary stream, flushed frame by frame)."""
+        (a path, written atomically, or a binary stream, flushed frame by frame).
+        ``skip``: P frames' block skipping (:mod:`sci_edge.codec.skip`), its
+        rate-distortion factor, or None for none (what the torch encoder does alike)."""
         b = self.bundle
         Q = b.qualities
         quality = _check_int("quality", quality, 0, Q - 1, " (the bundle's quality indexes)")
@@ -163,6 +216,7 @@ class EdgeEncoder:
             raise DataError(f"intra period must be -1 (only the first frame) or 1..32767, "
                             f"got {intra_period!r}")
         intra_period = int(intra_period)
+        skip = blockskip.check_skip(skip)
         source = as_source(spikes_or_source)
         half = b.half_window
         times = frame_times(source.num_frames, stride, half, half)
@@ -196,34 +250,22 @@ class EdgeEncoder:
                 x = pad_replicate(feats / scale, b.spatial_multiple)
                 u = analysis.run({"feature": x})["y"] / step               # float32
                 q = np.round(u).astype(np.int32)                          # half to even
-                # the P context is the previous frame's q, known before any hyper net runs:
-                # every frame of the batch goes through the graphs together
-                kinds, prevs, v = [], [], np.empty_like(u)
-                for j in range(len(centres)):
-                    intra = is_intra(i + j, intra_period)
-                    prev = None if intra else (q[j - 1] if j else prev_q)
-                    kinds.append(INTRA if intra else INTER)
-                    prevs.append(prev)
-                    v[j] = u[j] if intra else u[j] - prev.astype(np.float32)
-                z: list = [None] * len(centres)
-                for kind in (INTRA, INTER):
-                    sel = [j for j, k in enumerate(kinds) if k == kind]
-                    if sel:
-                        for j, zj in zip(sel, hyper[kind].run({"v": v[sel]})["z"]):
-                            z[j] = np.round(zj).astype(np.int32)
+                kinds = [INTRA if is_intra(i + j, intra_period) else INTER
+                         for j in range(len(centres))]
                 t4 = time.perf_counter()
-                for j, kind in enumerate(kinds):
-                    mean, index = tables.synthesis[kind](z[j])
-                    sym = q[j] - mean if kind == INTRA else q[j] - prevs[j] - mean
-                    z_bytes = tables.hyper.encode(z[j], self._hyper_indexes(kind, z[j].shape[1:]))
-                    y_bytes = tables.gaussian.encode(sym, index)
+                stages["encoder"] += t4 - t3
+                if skip is None:
+                    coded, prev_q = self._code_batch(u, q, kinds, prev_q, hyper, tables,
+                                                     stages)
+                else:
+                    coded, prev_q = self._code_skipping(u, q, kinds, prev_q, hyper, tables,
+                                                        b.steps[quality], skip, stages)
+                for j, (kind, parts, qj) in enumerate(coded):
                     writer.write(Frame(FrameType.I if kind == INTRA else FrameType.P, i + j,
-                                       (z_bytes, y_bytes)))
+                                       parts))
                     if symbols is not None:
-                        symbols.append(q[j].copy())
-                prev_q = q[-1]
-                t5 = time.perf_counter()
-                for name, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                        symbols.append(qj.copy())
+                for name, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2)):
                     stages[name] += dt
                 if progress is not None:
                     progress(i + len(centres), n)

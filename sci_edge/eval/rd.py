@@ -50,6 +50,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..codec.skip import DEFAULT_KAPPA, check_skip
 from ..errors import DataError
 from ..metrics import psnr, ssim
 from ..recon import tfp, tfp_many
@@ -187,6 +188,7 @@ class RDSettings:
     baselines: tuple[str, ...]
     tfp_half_window: int = TFP_HALF_WINDOW
     edge: tuple[str, ...] = ()             # device encoder precisions run as curves
+    skip: float | None = None              # P frames' block skipping factor, None: off
 
 
 @dataclass(frozen=True)
@@ -350,7 +352,7 @@ def _point(method: str, param: str, bits: int, steps: int, frames: int, size,
 
 
 def _evaluate_item(model, shipped, item: RDItem, plan: _Plan, *, qualities, stride,
-                   intra_period, deadzone, crfs_x265, crfs_av1, crfs_cta) -> RDItemResult:
+                   intra_period, deadzone, skip, crfs_x265, crfs_av1, crfs_cta) -> RDItemResult:
     from ..models.coding import compress, decompress
     from ..stream import FeatureStream
 
@@ -373,7 +375,7 @@ def _evaluate_item(model, shipped, item: RDItem, plan: _Plan, *, qualities, stri
     for q in qualities:
         buf = io.BytesIO()
         enc = compress(model, spikes, buf, quality=q, stride=stride,
-                       intra_period=intra_period, gain=gain, deadzone=deadzone)
+                       intra_period=intra_period, gain=gain, deadzone=deadzone, skip=skip)
         data = buf.getvalue()
         if enc.bits != 8 * len(data):
             raise DataError(f"compress reported {enc.bits} bits, wrote {8 * len(data)}")
@@ -388,7 +390,7 @@ def _evaluate_item(model, shipped, item: RDItem, plan: _Plan, *, qualities, stri
         for q in qualities:
             buf = io.BytesIO()
             enc = encoder.encode(spikes, buf, quality=q, stride=stride,
-                                 intra_period=intra_period, gain=gain)
+                                 intra_period=intra_period, gain=gain, skip=skip)
             data = buf.getvalue()
             dec = decompress(model, data)
             pts.append(_point(edge_curve(precision), f"Q{q}", 8 * len(data), steps,
@@ -535,6 +537,7 @@ def _edge_encoders(model, precisions, bundle, stack) -> dict:
 
 def evaluate_rd(model, items: Iterable[RDItem], *, qualities: Sequence[int] | None = None,
                 stride: int = 5, intra_period: int = 32, deadzone: float = 0.0,
+                skip: float | None = DEFAULT_KAPPA,
                 crfs_x265: Sequence[int] = CRFS_X265, crfs_av1: Sequence[int] = CRFS_AV1,
                 crfs_cta: Sequence[int] = CRFS_CTA,
                 baselines: Sequence[str] = BASELINES, shipped=None, data: str = "",
@@ -547,7 +550,8 @@ def evaluate_rd(model, items: Iterable[RDItem], *, qualities: Sequence[int] | No
     ``qualities``: quality indexes to run (default all); ``stride``, ``intra_period``:
     the codec's feature grid and I-frame period (the cloud side's feature stride must
     be a multiple of ``stride``); ``deadzone``: the encoder's rounding
-    (:mod:`sci_edge.codec.quant`); ``crfs_*``: CRFs of the x265/AV1 feature and image
+    (:mod:`sci_edge.codec.quant`); ``skip``: P frames' block skipping factor
+    (:mod:`sci_edge.codec.skip`, both encoders; None: off); ``crfs_*``: CRFs of the x265/AV1 feature and image
     coding and of the lossy spike coding; ``baselines``: any of "x265", "av1" (CAAS),
     "atc", "cta"; ``shipped``: the shipped recon SCIModel for the CAAS
     shipped-cloud curves (None: those are skipped). A tool that is missing
@@ -569,7 +573,7 @@ def evaluate_rd(model, items: Iterable[RDItem], *, qualities: Sequence[int] | No
     if not qualities or any(not 0 <= q < nq for q in qualities):
         raise DataError(f"qualities must be indexes in 0..{nq - 1}, got {list(qualities)}")
     settings = RDSettings(qualities=qualities, stride=int(stride), intra_period=int(intra_period),
-                          deadzone=float(deadzone),
+                          deadzone=float(deadzone), skip=check_skip(skip),
                           crfs_x265=_ints(crfs_x265, "x265 CRFs"),
                           crfs_av1=_ints(crfs_av1, "AV1 CRFs"),
                           crfs_cta=_ints(crfs_cta, "CTA CRFs"), baselines=baselines,
@@ -588,7 +592,7 @@ def evaluate_rd(model, items: Iterable[RDItem], *, qualities: Sequence[int] | No
         for item in items:
             results.append(_evaluate_item(model, shipped, item, plan, qualities=qualities,
                                           stride=stride, intra_period=intra_period,
-                                          deadzone=float(deadzone),
+                                          deadzone=float(deadzone), skip=settings.skip,
                                           crfs_x265=settings.crfs_x265,
                                           crfs_av1=settings.crfs_av1,
                                           crfs_cta=settings.crfs_cta))
@@ -622,6 +626,10 @@ def format_report(report: RDReport) -> list[str]:
                  + (f", {_num(report.mean_shipped_uncompressed_psnr, '.2f')} dB (shipped cloud)"
                     if report.mean_shipped_uncompressed_psnr is not None else "")
                  + f"; TFP of the exact spikes {_num(report.mean_tfp_psnr, '.2f')} dB")
+    st = report.settings
+    lines.append(f"ours: features every {st.stride} steps, intra period {st.intra_period}, "
+                 f"dead zone {st.deadzone:g}, skip "
+                 f"{'off' if st.skip is None else format(st.skip, 'g')}")
     for c in report.mean_curves:
         lines.append("")
         lines.append(f"{c.method}" + (" (lossless: rate only)" if c.lossless else ""))

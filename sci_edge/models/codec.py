@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from ..codec.entropy import IndexedTables, gaussian_pmf, gaussian_tables, scale_table
 from ..codec import quant
+from ..codec import skip as blockskip
 from ..codec.intnet import IntHyperSynthesis
 from ..errors import DataError
 from .cloud.decoder import FeatureDecoder
@@ -279,35 +280,53 @@ class FeatureCodec(nn.Module):
 
     @torch.no_grad()
     def encode_frame(self, feature: np.ndarray, quality: int, prev: np.ndarray | None,
-                     *, deadzone: float = 0.0) -> EncodedFrame:
-        """One normalised feature frame (H, W) -> its two coded parts and its symbols q.
+                     *, deadzone: float = 0.0,
+                     skip: float | None = blockskip.DEFAULT_KAPPA) -> EncodedFrame:
+        """One normalised feature frame (H, W) -> its coded parts and its symbols q.
         ``prev``: the previous frame's q for a P frame, None for an I frame;
-        ``deadzone``: the encoder's rounding (:func:`sci_edge.codec.quant.symbols`)."""
+        ``deadzone``: the encoder's rounding (:func:`sci_edge.codec.quant.symbols`);
+        ``skip``: for P frames, skip blocks by :func:`sci_edge.codec.skip.choose` with
+        this rate-distortion factor (three parts), or None to code every block (two)."""
         tables = self._need_tables()
+        skip = blockskip.check_skip(skip)
         kind = INTRA if prev is None else INTER
         x = torch.from_numpy(np.ascontiguousarray(feature, np.float32))[None, None]
         step = self.steps(torch.tensor([quality]))
         u = self.encoder.analysis(_pad(x)) / step
         v = u if prev is None else u - torch.from_numpy(prev.astype(np.float32))[None]
         z = torch.round(self._hyper(kind)[0](v))[0].numpy().astype(np.int32)
+        q_plain = torch.round(u)[0].numpy().astype(np.int32)
+        z_index = self._hyper_indexes(kind, z.shape[1:])
+        if kind == INTER and skip is not None:
+            parts, q = blockskip.code_inter(v[0].numpy(), q_plain, prev, z, tables,
+                                            step[0, :, 0, 0].numpy(), z_index,
+                                            kappa=skip, deadzone=deadzone)
+            return EncodedFrame(kind=kind, parts=parts, symbols=q)
         mean, index = tables.synthesis[kind](z)
         if deadzone == 0.0:       # plain rounding of u itself, as training rounds
-            q = torch.round(u)[0].numpy().astype(np.int32)
+            q = q_plain
             sym = q - mean if prev is None else q - prev - mean
         else:
             sym = quant.symbols(v[0].numpy(), mean, deadzone)
             q = sym + mean if prev is None else sym + mean + prev
-        z_bytes = tables.hyper.encode(z, self._hyper_indexes(kind, z.shape[1:]))
+        z_bytes = tables.hyper.encode(z, z_index)
         y_bytes = tables.gaussian.encode(sym, index)
         return EncodedFrame(kind=kind, parts=(z_bytes, y_bytes), symbols=q)
 
     def decode_symbols(self, parts, kind: int, prev: np.ndarray | None,
                        size: tuple[int, int]) -> np.ndarray:
-        """The integer latents q of a frame from its parts (integer work only)."""
+        """The integer latents q of a frame from its parts (integer work only): two
+        parts, or three for a P frame with skipped blocks (:mod:`sci_edge.codec.skip`)."""
         tables = self._need_tables()
         ph, pw = padded_size(*size)
         zshape = (ph // SPATIAL_MULTIPLE, pw // SPATIAL_MULTIPLE)
-        z = tables.hyper.decode(parts[0], self._hyper_indexes(kind, zshape))
+        z_index = self._hyper_indexes(kind, zshape)
+        if len(parts) == 3 and kind == INTER:
+            return blockskip.decode_inter(parts, prev, tables, z_index)
+        if len(parts) != 2:
+            raise ValueError(f"{len(parts)} parts where the codec writes "
+                             f"{'2 or 3' if kind == INTER else '2'}")
+        z = tables.hyper.decode(parts[0], z_index)
         mean, index = tables.synthesis[kind](z)
         sym = tables.gaussian.decode(parts[1], index)
         q = sym + mean

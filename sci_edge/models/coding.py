@@ -21,6 +21,7 @@ import torch
 from ..codec.bitstream import Frame, FrameType, SciHeader, SciReader, SciWriter, encode_sci, \
     read_sci
 from ..codec.rates import CodedRates
+from ..codec.skip import DEFAULT_KAPPA, check_skip
 from ..errors import CodecError, DataError
 from ..io.source import as_source
 from ..stream import FeatureStream
@@ -104,14 +105,15 @@ def coding_scale(gain: float | None) -> float:
 @torch.no_grad()
 def encode_features(model: CodedSCI, features: Iterable[np.ndarray], *, quality: int,
                     intra_period: int, gain: float | None = None,
-                    deadzone: float = 0.0) -> Iterable[Frame]:
+                    deadzone: float = 0.0,
+                    skip: float | None = DEFAULT_KAPPA) -> Iterable[Frame]:
     """Frames of a sequence of (H, W) features, one at a time."""
     prev = None
     scale = np.float32(coding_scale(gain))
     for k, feature in enumerate(features):
         intra = is_intra(k, intra_period)
         enc = model.codec.encode_frame(feature / scale, quality, None if intra else prev,
-                                       deadzone=deadzone)
+                                       deadzone=deadzone, skip=skip)
         prev = enc.symbols
         yield Frame(FrameType.I if intra else FrameType.P, k, enc.parts)
 
@@ -119,15 +121,18 @@ def encode_features(model: CodedSCI, features: Iterable[np.ndarray], *, quality:
 @torch.no_grad()
 def compress(model: CodedSCI, spikes, out: str | Path | BinaryIO, *, quality: int,
              stride: int = 5, intra_period: int = 32, gain: float | None = None,
-             deadzone: float = 0.0,
+             deadzone: float = 0.0, skip: float | None = DEFAULT_KAPPA,
              progress: Callable[[int, int], None] | None = None) -> EncodeResult:
     """Encode a spike source (array, .dat/.npz source) to ``out``: features every
     ``stride`` steps from step 6 while a window fits. Memory stays bounded: the
     source is read window by window and each feature is dropped once coded.
-    ``deadzone``: the encoder's rounding (:mod:`sci_edge.codec.quant`)."""
+    ``deadzone``: the encoder's rounding (:mod:`sci_edge.codec.quant`); ``skip``: the
+    rate-distortion factor of P frames' block skipping (:mod:`sci_edge.codec.skip`),
+    None for none."""
     _check_options(model, quality, stride, intra_period)
     if not 0.0 <= deadzone < 0.5:
         raise DataError(f"deadzone must be in [0, 0.5), got {deadzone!r}")
+    check_skip(skip)
     source = as_source(spikes)
     times = frame_times(source.num_frames, stride)
     if len(times) == 0:
@@ -152,7 +157,7 @@ def compress(model: CodedSCI, spikes, out: str | Path | BinaryIO, *, quality: in
     with SciWriter(out, header) as writer:
         for frame in encode_features(model, features(), quality=quality,
                                      intra_period=intra_period, gain=header.gain,
-                                     deadzone=deadzone):
+                                     deadzone=deadzone, skip=skip):
             writer.write(frame)
         written = writer.bytes_written
     seconds = time.perf_counter() - t0
@@ -195,8 +200,9 @@ def decompress(model: CodedSCI, source: str | Path | BinaryIO | bytes, *,
                 raise CodecError(reader.path, f"a {frame.kind.name} frame where the intra "
                                               f"period {header.intra_period} puts a {want} frame",
                                  frame.index)
-            if len(frame.parts) != 2:
-                raise CodecError(reader.path, f"{len(frame.parts)} parts, the codec writes 2",
+            if len(frame.parts) not in ((2,) if kind == INTRA else (2, 3)):
+                raise CodecError(reader.path, f"{len(frame.parts)} parts, the codec writes "
+                                              f"{'2' if kind == INTRA else '2 or 3'}",
                                  frame.index)
             try:
                 q = model.codec.decode_symbols(frame.parts, kind,

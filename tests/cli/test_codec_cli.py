@@ -111,6 +111,30 @@ def test_encode_text_report_and_options(capsys, tmp_path, files):
     assert h.gain == pytest.approx(0.25)
 
 
+def test_encode_skip_option(capsys, tmp_path, files):
+    from sci_edge.codec.bitstream import SciReader
+    from sci_edge.codec.skip import DEFAULT_KAPPA
+
+    parts = {}
+    for value in ("off", "3"):
+        out = tmp_path / f"o_{value}.sci"
+        code, stdout, err = run(capsys, "encode", files["npz"], "-o", out, "--weights",
+                                files["w"], "--stride", "7", "--skip", value, "--json",
+                                "--quiet")
+        assert code == 0, err
+        assert json.loads(stdout)["skip"] == (None if value == "off" else 3.0)
+        with SciReader(out) as r:
+            parts[value] = [len(f.parts) for f in r]
+    assert parts["off"] == [2] * 6 and parts["3"] == [2] + [3] * 5
+    code, stdout, err = run(capsys, "encode", files["npz"], "-o", tmp_path / "d.sci",
+                            "--weights", files["w"], "--stride", "7", "--json", "--quiet")
+    assert code == 0 and json.loads(stdout)["skip"] == DEFAULT_KAPPA
+    for bad in ("-1", "nan", "1e9", "some"):
+        with pytest.raises(SystemExit) as exc:
+            main(["encode", str(files["npz"]), "-o", str(tmp_path / "x.sci"), "--skip", bad])
+        assert exc.value.code == 2 and "--skip" in capsys.readouterr().err
+
+
 def test_encode_simulates_an_image(capsys, tmp_path, files):
     img = tmp_path / "img.png"
     Image.fromarray((np.arange(H * W).reshape(H, W) % 256).astype(np.uint8)).save(img)

@@ -118,6 +118,32 @@ def test_to_a_stream_with_other_options(model, bundle, spikes, tmp_path):
                                               keep_symbols=True).symbols) >= 0.99
 
 
+@pytest.mark.parametrize("kappa", [0.0, 2.0])
+def test_skipping_streams_decode_exactly_and_follow_torch(model, bundle, spikes, tmp_path,
+                                                          kappa):
+    """With block skipping the hyper nets run frame by frame (each P context is the
+    coded frame before): the stream still decodes to the edge's symbols, and its
+    skip maps and symbols follow the torch encoder's."""
+    enc = EdgeEncoder(bundle, precision="fp32", threads=1, batch=4)
+    buf = io.BytesIO()
+    res = enc.encode(spikes, buf, quality=1, stride=STRIDE, intra_period=PERIOD, gain=GAIN,
+                     keep_symbols=True, skip=kappa)
+    _decodes_exactly(model, buf.getvalue(), res.symbols)
+    _, frames = read_sci(buf.getvalue())
+    assert [len(f.parts) for f in frames] == [2, 3, 3] * 4
+    ref = io.BytesIO()
+    compress(model, spikes, ref, quality=1, stride=STRIDE, intra_period=PERIOD, gain=GAIN,
+             skip=kappa)
+    _, ref_frames = read_sci(ref.getvalue())
+    same_maps = sum(f.parts[0] == g.parts[0] for f, g in zip(frames, ref_frames)
+                    if f.kind == 1)
+    assert same_maps >= 6
+    assert _agreement(res.symbols, decompress(model, ref.getvalue(),
+                                              keep_symbols=True).symbols) >= 0.99
+    with pytest.raises(DataError, match="skip factor"):
+        enc.encode(spikes, io.BytesIO(), quality=1, skip=float("inf"))
+
+
 def test_bad_input(bundle, spikes, quality, tmp_path, model):
     with pytest.raises(CheckpointError, match="bundle not found"):
         EdgeEncoder(tmp_path / "nowhere")

@@ -347,3 +347,99 @@ def test_bad_codec_weights_are_clear_errors(tmp_path):
                           model_config=model.model_config(), state=broken)
     with pytest.raises(CheckpointError, match="do not fit"):
         load_coded(bad)
+
+
+def _still_spikes(T=80, H=40, W=52, seed=0):
+    """A still scene: every frame-to-frame change of its features is spike noise."""
+    rng = np.random.default_rng(seed)
+    rate = np.clip(rng.random((H, W)) * 0.5, 0.05, None)
+    return (rng.random((T, H, W)) < rate).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 50.0])
+def test_skipping_blocks_decodes_exactly_under_noise_and_an_int8_encoder(kappa):
+    """Three-part P frames (skip map, hyper-latents, latents) from an INT8-simulated
+    encoder decode, with float noise on the decoder side, to exactly its symbols."""
+    model = small_coded()
+    enc_model = _int8_encoder(model)
+    spikes = _still_spikes(seed=3)
+    st = enc_model.sci.extractor(spikes).grid_stream(5)
+    coded, prev, parts = [], None, []
+    for k, f in enumerate(st.features):
+        e = enc_model.codec.encode_frame(f, 1, None if is_intra(k, 5) else prev, skip=kappa)
+        prev = e.symbols
+        coded.append(e.symbols)
+        parts.append(e.parts)
+    assert all(len(p) == (2 if is_intra(k, 5) else 3) for k, p in enumerate(parts))
+    noisy = _perturbed(model, 1e-6, seed=2)
+    noisy.codec.tables = model.codec.tables
+    prev = None
+    for k, p in enumerate(parts):
+        kind = 0 if is_intra(k, 5) else 1
+        q = noisy.codec.decode_symbols(p, kind, None if kind == 0 else prev, (40, 52))
+        np.testing.assert_array_equal(q, coded[k])
+        prev = q
+    if kappa == 50.0:      # a still scene skips nearly everything at a large factor
+        maps = [p[0] for k, p in enumerate(parts) if not is_intra(k, 5)]
+        assert sum(m == bytes([1]) for m in maps) >= len(maps) // 2
+
+
+def test_skipping_saves_bits_and_the_stream_decodes():
+    model = small_coded()
+    spikes = _still_spikes(seed=4)
+    sizes, decoded = {}, {}
+    for kappa in (None, 0.0, 4.0):
+        buf = io.BytesIO()
+        res = compress(model, spikes, buf, quality=2, stride=5, intra_period=-1, skip=kappa)
+        assert res.bits == 8 * len(buf.getvalue())
+        sizes[kappa] = res.bits
+        decoded[kappa] = decompress(model, buf.getvalue()).stream.features
+    assert sizes[4.0] < sizes[0.0] <= sizes[None]
+    # skipping changes the reconstruction by no more than a coarse quality does
+    err = float(np.abs(decoded[4.0] - decoded[None]).mean())
+    assert err < 0.05
+    with pytest.raises(DataError, match="skip factor"):
+        compress(model, spikes, io.BytesIO(), quality=0, skip=-1.0)
+
+
+def test_three_parts_only_in_p_frames():
+    model = small_coded()
+    buf = io.BytesIO()
+    compress(model, _still_spikes(T=30), buf, quality=0, stride=5, intra_period=-1, skip=1.0)
+    bs = Bitstream.from_bytes(buf.getvalue())
+    from sci_edge.codec.bitstream import Frame
+
+    assert len(bs.frames[1].parts) == 3
+    bad = Frame(bs.frames[0].kind, 0, (b"\x00", *bs.frames[0].parts))
+    data = Bitstream(bs.header, [bad, *bs.frames[1:]]).to_bytes()
+    with pytest.raises(CodecError, match="frame 0.*3 parts"):
+        decompress(model, data)
+    p = bs.frames[1].parts
+    bad = Frame(bs.frames[1].kind, 1, (bytes([7]), *p[1:]))    # a rANS map of nothing
+    data = Bitstream(bs.header, [bs.frames[0], bad, *bs.frames[2:]]).to_bytes()
+    with pytest.raises(CodecError, match="frame 1"):
+        decompress(model, data)
+
+
+def test_mutated_skip_frames_decode_or_raise_value_error():
+    model = small_coded()
+    feats = np.random.default_rng(5).random((2, 64, 96)).astype(np.float32) * 0.4
+    i_frame = model.codec.encode_frame(feats[0], 1, None)
+    moved = feats[0].copy()
+    moved[:, 48:] = feats[1, :, 48:]                # the right half changes, the left not
+    p_frame = model.codec.encode_frame(moved, 1, i_frame.symbols, skip=0.5)
+    assert p_frame.parts[0][0] not in (0, 1)        # some blocks skipped, some coded
+    rng = np.random.default_rng(6)
+    for _ in range(400):
+        parts = [bytearray(p) for p in p_frame.parts]
+        k = int(rng.integers(3))
+        if parts[k] and rng.random() < 0.7:
+            parts[k][rng.integers(len(parts[k]))] ^= 1 << int(rng.integers(8))
+        else:
+            parts[k] = parts[k][:rng.integers(len(parts[k]) + 1)]
+        try:
+            q = model.codec.decode_symbols([bytes(p) for p in parts], 1, i_frame.symbols,
+                                           (64, 96))
+        except ValueError:
+            continue
+        assert q.shape == i_frame.symbols.shape and q.dtype == np.int32
