@@ -189,7 +189,7 @@ def decode_inter(parts, prev: np.ndarray, tables, z_index: np.ndarray) -> np.nda
 
 MAX_KAPPA = 1000.0
 # the encoders' default factor (README: the measured curves behind it)
-DEFAULT_KAPPA = 1.0
+DEFAULT_KAPPA = 0.5
 
 
 def check_skip(kappa) -> float | None:
