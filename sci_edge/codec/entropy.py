@@ -9,6 +9,7 @@ so both sides select the same table on any hardware.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -60,6 +61,13 @@ class IndexedTables:
     def __reduce__(self):     # pickle / deepcopy rebuild the coder from the arrays
         return (IndexedTables, (self.cdfs, self.lengths, self.offsets))
 
+    @functools.cached_property
+    def slot_bits(self) -> np.ndarray:
+        """(n, max_len) float64: bits of each slot, -log2(freq / 2^16) (inf where unused)."""
+        freq = np.diff(self.cdfs.astype(np.int64), axis=1).astype(np.float64)
+        with np.errstate(divide="ignore"):
+            return PRECISION - np.log2(freq)
+
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
 
@@ -106,13 +114,6 @@ def gaussian_tables(scales: np.ndarray) -> IndexedTables:
     return IndexedTables.from_pmfs(pmfs, offsets)
 
 
-def _slot_bits(t: IndexedTables) -> np.ndarray:
-    """(n, max_len) float64: bits of each slot, -log2(freq / 2^16) (inf where unused)."""
-    freq = np.diff(t.cdfs.astype(np.int64), axis=1).astype(np.float64)
-    with np.errstate(divide="ignore"):
-        return PRECISION - np.log2(freq)
-
-
 # an escape costs its slot, a chunk count and a few 4-bit chunks: the estimate
 # rounds the chunks up to a typical 3
 ESCAPE_EXTRA_BITS = 16.0
@@ -121,13 +122,9 @@ ESCAPE_EXTRA_BITS = 16.0
 def estimated_bits(t: IndexedTables, symbols: np.ndarray, indexes: np.ndarray) -> np.ndarray:
     """Bits each symbol costs with its table (ideal code length, escapes estimated),
     same shape as ``symbols``: an encoder's rate estimate, never a file size."""
-    cache = t.__dict__.get("_bits")
-    if cache is None:
-        cache = _slot_bits(t)
-        object.__setattr__(t, "_bits", cache)
     idx = np.asarray(indexes, np.int64)
     slot = np.asarray(symbols, np.int64) - t.offsets[idx]
     ordinary = t.lengths[idx].astype(np.int64) - 2
     inside = (slot >= 0) & (slot < ordinary)
-    bits = cache[idx, np.where(inside, slot, ordinary)]
+    bits = t.slot_bits[idx, np.where(inside, slot, ordinary)]
     return np.where(inside, bits, bits + ESCAPE_EXTRA_BITS)

@@ -149,6 +149,13 @@ class EdgeEncoder:
         idx = self._z_index[kind]
         return np.broadcast_to(idx[:, None, None], (idx.size, *shape))
 
+    def _code_all(self, kind, z, q, prev, tables) -> tuple[bytes, bytes]:
+        """The two parts of a frame that codes every block (q = round(u))."""
+        mean, index = tables.synthesis[kind](z)
+        sym = q - mean if kind == INTRA else q - prev - mean
+        return (tables.hyper.encode(z, self._hyper_indexes(kind, z.shape[1:])),
+                tables.gaussian.encode(sym, index))
+
     def _code_batch(self, u, q, kinds, prev_q, hyper, tables, stages):
         # without skipping, q = round(u) and the P context is the previous frame's q,
         # known before any hyper net runs: the batch goes through each graph at once
@@ -165,12 +172,8 @@ class EdgeEncoder:
                 for j, zj in zip(sel, hyper[kind].run({"v": v[sel]})["z"]):
                     z[j] = np.round(zj).astype(np.int32)
         t1 = time.perf_counter()
-        coded = []
-        for j, kind in enumerate(kinds):
-            mean, index = tables.synthesis[kind](z[j])
-            sym = q[j] - mean if kind == INTRA else q[j] - prevs[j] - mean
-            z_bytes = tables.hyper.encode(z[j], self._hyper_indexes(kind, z[j].shape[1:]))
-            coded.append((kind, (z_bytes, tables.gaussian.encode(sym, index)), q[j]))
+        coded = [(kind, self._code_all(kind, z[j], q[j], prevs[j], tables), q[j])
+                 for j, kind in enumerate(kinds)]
         stages["encoder"] += t1 - t0
         stages["entropy"] += time.perf_counter() - t1
         return coded, q[-1]
@@ -184,14 +187,12 @@ class EdgeEncoder:
             v = u[j] if kind == INTRA else u[j] - prev_q.astype(np.float32)
             z = np.round(hyper[kind].run({"v": v[None]})["z"][0]).astype(np.int32)
             t1 = time.perf_counter()
-            z_index = self._hyper_indexes(kind, z.shape[1:])
             if kind == INTRA:
-                mean, index = tables.synthesis[kind](z)
-                parts, qj = (tables.hyper.encode(z, z_index),
-                             tables.gaussian.encode(q[j] - mean, index)), q[j]
+                parts, qj = self._code_all(kind, z, q[j], None, tables), q[j]
             else:
                 parts, qj = blockskip.code_inter(v, q[j], prev_q, z, tables, steps,
-                                                 np.ascontiguousarray(z_index), kappa=kappa)
+                                                 self._hyper_indexes(kind, z.shape[1:]),
+                                                 kappa=kappa)
             coded.append((kind, parts, qj))
             prev_q = qj
             stages["encoder"] += t1 - t0

@@ -200,10 +200,6 @@ def decompress(model: CodedSCI, source: str | Path | BinaryIO | bytes, *,
                 raise CodecError(reader.path, f"a {frame.kind.name} frame where the intra "
                                               f"period {header.intra_period} puts a {want} frame",
                                  frame.index)
-            if len(frame.parts) not in ((2,) if kind == INTRA else (2, 3)):
-                raise CodecError(reader.path, f"{len(frame.parts)} parts, the codec writes "
-                                              f"{'2' if kind == INTRA else '2 or 3'}",
-                                 frame.index)
             try:
                 q = model.codec.decode_symbols(frame.parts, kind,
                                                None if kind == INTRA else prev_q, size)
