@@ -33,10 +33,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/sci-edge bench sim --json
 
-# The shipped codec (stage 3 / codec on the shipped recon model's FEM features; CPU,
-# 40 min of training time; the feature cache is built first, ~10 min).
+# The shipped codec: stage 3 / codec on the shipped recon model's FEM features, then
+# stage 3 / recon (encoder frozen; decoder and cloud side fine-tuned on decoded
+# features). CPU, 40 min of training time each; feature caches are built first.
 weights-codec: $(STAMP)
 	$(VENV)/bin/sci-edge train --stage 3 --task codec --config stage3_codec \
+		--set workers=0 --set threads=2
+	$(VENV)/bin/sci-edge train --stage 3 --task recon --config stage3_recon \
 		--set workers=0 --set threads=2 --export-weights sci_edge/weights/sci_codec.pt
 
 # Reproduce the shipped weights: the commands README lists, in order. Steps 2-4 ran on a

@@ -69,8 +69,9 @@ def register(sub) -> None:
                    help="comma list of x265, av1 (CAAS), atc, cta (default: all)")
     e.add_argument("--stride", type=A.positive_int, default=5,
                    help="spike steps between coded features (default 5)")
-    e.add_argument("--intra-period", type=int, default=32,
-                   help="an I frame every this many frames, -1: only the first (default 32)")
+    e.add_argument("--intra-period", type=A.intra_period, default=32,
+                   help="an I frame every this many frames, -1: only the first, for ours "
+                        "and the x265/SVT-AV1 baselines alike (default 32)")
     e.add_argument("--deadzone", type=A.non_negative_float, default=0.0,
                    help="the codec encoder's rounding dead zone, 0 .. <0.5 (default 0)")
     e.add_argument("--skip", type=A.skip_factor, default=DEFAULT_KAPPA,

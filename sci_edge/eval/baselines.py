@@ -301,20 +301,35 @@ def _padded_size(codec: str, h: int, w: int) -> tuple[int, int]:
     return h2, w2
 
 
-def _x265_params() -> str:
+def _x265_params(keyint: int | None = None) -> str:
     params = ["log-level=error", "info=0"]
+    if keyint is not None:
+        params.append(f"keyint={keyint}")
     if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
         params.append("asm=sse4.2")   # AVX2 kernels of x265 3.5 corrupt the heap at some widths
     return ":".join(params)
 
 
+def _gop(keyint: int | None, n: int) -> int | None:
+    """The GOP length handed to the encoder: None keeps its default, -1 (only the
+    first frame intra) becomes one longer than the sequence."""
+    if keyint is None:
+        return None
+    if isinstance(keyint, bool) or int(keyint) != keyint or not (keyint == -1 or keyint >= 1):
+        raise DataError(f"keyint must be -1 (only the first frame intra) or >= 1, "
+                        f"got {keyint!r}")
+    return n + 1 if keyint == -1 else int(keyint)
+
+
 def _code_levels(levels: np.ndarray, bitdepth: int, codec: str, crf: int, preset: str,
-                 save_to, timeout: float) -> tuple[np.ndarray, int, tuple[int, int], str]:
+                 save_to, timeout: float,
+                 keyint: int | None = None) -> tuple[np.ndarray, int, tuple[int, int], str]:
     """Code integer levels (N, H, W) at ``bitdepth`` (8 or 10) and decode them.
     Returns (decoded levels, bits, coded size, pix_fmt)."""
     _require(codec)
     ffmpeg = shutil.which("ffmpeg")
     n, h, w = levels.shape
+    gop = _gop(keyint, n)
     ph, pw = _padded_size(codec, h, w)
     if (ph, pw) != (h, w):
         levels = np.pad(levels, ((0, 0), (0, ph - h), (0, pw - w)), mode="edge")
@@ -324,13 +339,14 @@ def _code_levels(levels: np.ndarray, bitdepth: int, codec: str, crf: int, preset
         pix_fmt = "gray10le" if bitdepth == 10 else "gray"
         raw = levels.tobytes()
         codec_args = ["-c:v", "libx265", "-preset", preset, "-crf", str(crf),
-                      "-x265-params", _x265_params(), "-f", "hevc"]
+                      "-x265-params", _x265_params(gop), "-f", "hevc"]
         ext = ".hevc"
     else:
         pix_fmt = "yuv420p10le" if bitdepth == 10 else "yuv420p"
         grey = np.full((2, ph // 2, pw // 2), 1 << (bitdepth - 1), sample).tobytes()
         raw = b"".join(frame.tobytes() + grey for frame in levels)
-        codec_args = ["-c:v", "libsvtav1", "-preset", preset, "-crf", str(crf), "-f", "obu"]
+        codec_args = ["-c:v", "libsvtav1", "-preset", preset, "-crf", str(crf),
+                      *(["-g", str(gop)] if gop is not None else []), "-f", "obu"]
         ext = ".obu"
     env = dict(os.environ, SVT_LOG="1")   # SVT-AV1 prints its config at info level otherwise
     with tempfile.TemporaryDirectory(prefix="sci_edge_baseline_") as tmp:
@@ -359,21 +375,25 @@ def _code_levels(levels: np.ndarray, bitdepth: int, codec: str, crf: int, preset
 
 
 def code_features(features, codec: Codec, crf: int, *, preset: str | int | None = None,
-                  save_to: str | Path | None = None,
+                  save_to: str | Path | None = None, keyint: int | None = None,
                   timeout: float = DEFAULT_TIMEOUT_S) -> CodedVideo:
     """Code (N, H, W) float frames in [0, 1] as 10-bit video and decode them back.
 
     ``codec``: "x265" (libx265, 4:0:0 gray10le, raw HEVC stream; preset
     default "medium", CRF 0-51) or "av1" (libsvtav1, yuv420p10le with neutral
     chroma, raw OBU stream; preset default 8, CRF 1-63). ``save_to``: also keep
-    the bitstream there (its size x 8 is ``bits``). ``timeout``: seconds for
+    the bitstream there (its size x 8 is ``bits``). ``keyint``: at most this
+    many frames from one intra frame to the next (the intra period; -1: only the
+    first frame), None for the encoder's default (x265: 250). ``timeout``: seconds for
     each of the encode and decode runs. Raises MissingDependencyError when
     ffmpeg or the encoder is missing (see :func:`available`), DataError for bad
     input, ExternalToolError when ffmpeg fails."""
     arr = _check_frames(features, "features")
     crf, preset = _check_codec(codec, crf, preset)
+    _gop(keyint, 1)
     levels = np.rint(arr.astype(np.float64) * 1023.0).astype(np.uint16)
-    dec, bits, coded, pix_fmt = _code_levels(levels, 10, codec, crf, preset, save_to, timeout)
+    dec, bits, coded, pix_fmt = _code_levels(levels, 10, codec, crf, preset, save_to, timeout,
+                                             keyint)
     return CodedVideo(decoded=(dec.astype(np.float32) / np.float32(1023.0)), bits=bits,
                       codec=codec, crf=crf, preset=preset, coded_size=coded, pix_fmt=pix_fmt)
 

@@ -9,9 +9,10 @@ ground truth at spike step t), in the same run, by real bitstream sizes:
   uncompressed FEM features of the codec model coded by x265 / SVT-AV1
   (:func:`~sci_edge.eval.baselines.code_features`) at several CRFs, read by the
   codec model's cloud side and by the shipped recon model's (the one the codec
-  was not fine-tuned with);
+  was not fine-tuned with); with ours' intra period (x265 ``keyint``, SVT-AV1
+  ``-g``), so that every video codec starts a GOP at the same frames;
 - ``atc-x265``: TFP images (41-step window, as ``eval recon``) at the feature
-  times, coded by x265; scored on the decoded image at t;
+  times, coded by x265 (the same intra period); scored on the decoded image at t;
 - ``cta-lossy-x265``: the spike frames through x265 as 0/255 pictures,
   thresholded back, then TFP at t;
 - ``cta-lossless``: the spikes by zstd / xz / JBIG: rate only (the cloud gets
@@ -401,7 +402,7 @@ def _evaluate_item(model, shipped, item: RDItem, plan: _Plan, *, qualities, stri
     for codec in plan.caas:
         own, ship = [], []
         for crf in (crfs_x265 if codec == "x265" else crfs_av1):
-            cv = bl.code_features(feats, codec, crf)
+            cv = bl.code_features(feats, codec, crf, keyint=intra_period)
             stream = FeatureStream(times=grid.times, features=cv.decoded,
                                    num_steps=grid.num_steps, stride=stride, gain=gain)
             own.append(_point(f"caas-{codec}/codec-cloud", f"CRF{crf}", cv.bits, steps,
@@ -419,7 +420,7 @@ def _evaluate_item(model, shipped, item: RDItem, plan: _Plan, *, qualities, stri
         images = tfp_many(spikes, grid.times, TFP_HALF_WINDOW, gain)
         pts = []
         for crf in crfs_x265:
-            cv = bl.code_images(images, "x265", crf)
+            cv = bl.code_images(images, "x265", crf, keyint=intra_period)
             pts.append(_point("atc-x265", f"CRF{crf}", cv.bits, steps, frames, size,
                               cv.decoded[at], gt))
         curves.append(RDCurve("atc-x265", tuple(pts)))
@@ -629,7 +630,8 @@ def format_report(report: RDReport) -> list[str]:
     st = report.settings
     lines.append(f"ours: features every {st.stride} steps, intra period {st.intra_period}, "
                  f"dead zone {st.deadzone:g}, skip "
-                 f"{'off' if st.skip is None else format(st.skip, 'g')}")
+                 f"{'off' if st.skip is None else format(st.skip, 'g')}; x265/SVT-AV1 "
+                 f"(CAAS, ATC): the same intra period")
     for c in report.mean_curves:
         lines.append("")
         lines.append(f"{c.method}" + (" (lossless: rate only)" if c.lossless else ""))

@@ -126,6 +126,37 @@ def test_code_features_checks_options(features, codec, crf, preset, match):
         code_features(features, codec, crf, preset=preset)
 
 
+def _key_frames(path, codec):
+    res = subprocess.run(["ffprobe", "-v", "error", "-f", "hevc" if codec == "x265" else "obu",
+                          "-select_streams", "v:0", "-show_entries", "frame=key_frame",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True,
+                         timeout=60)
+    flags = res.stdout.split()
+    return len(flags), [i for i, f in enumerate(flags) if f.startswith("1")]
+
+
+@pytest.mark.parametrize("codec", ["x265", "av1"])
+def test_code_features_keyint_places_intra_frames(codec, tmp_path):
+    # eval rd gives the classic codecs the learned codec's intra period: the GOPs
+    # must start exactly where is_intra puts our I frames
+    need(codec)
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe not found (it comes with ffmpeg)")
+    rng = np.random.default_rng(4)
+    frames = np.clip(0.5 + 0.02 * rng.standard_normal((23, 64, 64)).cumsum(0), 0, 1)
+    for keyint, want in ((None, [0]), (8, [0, 8, 16]), (-1, [0]), (5, [0, 5, 10, 15, 20])):
+        out = tmp_path / f"k{keyint}.bin"
+        res = code_features(frames.astype(np.float32), codec, 30, keyint=keyint, save_to=out)
+        assert _key_frames(out, codec) == (23, want), (codec, keyint)
+        assert res.decoded.shape == frames.shape
+
+
+@pytest.mark.parametrize("keyint", [0, -2, 2.5, True])
+def test_code_features_checks_keyint(features, keyint):
+    with pytest.raises(DataError, match="keyint"):
+        code_features(features, "x265", 30, keyint=keyint)
+
+
 def test_missing_tools_give_reasons(monkeypatch, tmp_path, features, spikes):
     monkeypatch.setenv("PATH", str(tmp_path))
     for codec in ("x265", "av1"):

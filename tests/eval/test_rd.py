@@ -174,6 +174,25 @@ def test_a_missing_tool_skips_its_curves(model, items, monkeypatch):
     json.dumps(got.to_dict(), allow_nan=False)
 
 
+def test_classic_codecs_get_our_intra_period(model, items, monkeypatch):
+    # CAAS and ATC code with the same GOP as ours, else x265 would pay fewer I frames
+    seen = []
+
+    def spy(frames, codec, crf, **kw):
+        seen.append((codec, kw.get("keyint")))
+        return bl.CodedVideo(decoded=np.asarray(frames, np.float32), bits=8000, codec=codec,
+                             crf=crf, preset="medium", coded_size=frames.shape[1:],
+                             pix_fmt="gray10le")
+
+    monkeypatch.setattr(bl, "available", lambda codec: None)
+    monkeypatch.setattr(bl, "code_features", spy)
+    monkeypatch.setattr(bl, "code_images", spy)
+    got = rd.evaluate_rd(model, items, qualities=(0,), stride=STRIDE, intra_period=3,
+                         crfs_x265=(30,), crfs_av1=(40,), baselines=("x265", "av1", "atc"))
+    assert sorted(set(seen)) == [("av1", 3), ("x265", 3)] and len(seen) == 3
+    assert "the same intra period" in "\n".join(rd.format_report(got))
+
+
 def test_bad_options(model, items):
     with pytest.raises(DataError, match="every 7 steps"):
         rd.evaluate_rd(model, items, stride=5, baselines=())
