@@ -315,7 +315,8 @@ def _gop(keyint: int | None, n: int) -> int | None:
     first frame intra) becomes one longer than the sequence."""
     if keyint is None:
         return None
-    if isinstance(keyint, bool) or int(keyint) != keyint or not (keyint == -1 or keyint >= 1):
+    if isinstance(keyint, bool) or not isinstance(keyint, (int, np.integer)) \
+            or not (keyint == -1 or keyint >= 1):
         raise DataError(f"keyint must be -1 (only the first frame intra) or >= 1, "
                         f"got {keyint!r}")
     return n + 1 if keyint == -1 else int(keyint)
@@ -323,13 +324,12 @@ def _gop(keyint: int | None, n: int) -> int | None:
 
 def _code_levels(levels: np.ndarray, bitdepth: int, codec: str, crf: int, preset: str,
                  save_to, timeout: float,
-                 keyint: int | None = None) -> tuple[np.ndarray, int, tuple[int, int], str]:
-    """Code integer levels (N, H, W) at ``bitdepth`` (8 or 10) and decode them.
-    Returns (decoded levels, bits, coded size, pix_fmt)."""
+                 gop: int | None = None) -> tuple[np.ndarray, int, tuple[int, int], str]:
+    """Code integer levels (N, H, W) at ``bitdepth`` (8 or 10) and decode them
+    (``gop``: from :func:`_gop`). Returns (decoded levels, bits, coded size, pix_fmt)."""
     _require(codec)
     ffmpeg = shutil.which("ffmpeg")
     n, h, w = levels.shape
-    gop = _gop(keyint, n)
     ph, pw = _padded_size(codec, h, w)
     if (ph, pw) != (h, w):
         levels = np.pad(levels, ((0, 0), (0, ph - h), (0, pw - w)), mode="edge")
@@ -390,10 +390,10 @@ def code_features(features, codec: Codec, crf: int, *, preset: str | int | None 
     input, ExternalToolError when ffmpeg fails."""
     arr = _check_frames(features, "features")
     crf, preset = _check_codec(codec, crf, preset)
-    _gop(keyint, 1)
+    gop = _gop(keyint, len(arr))
     levels = np.rint(arr.astype(np.float64) * 1023.0).astype(np.uint16)
     dec, bits, coded, pix_fmt = _code_levels(levels, 10, codec, crf, preset, save_to, timeout,
-                                             keyint)
+                                             gop)
     return CodedVideo(decoded=(dec.astype(np.float32) / np.float32(1023.0)), bits=bits,
                       codec=codec, crf=crf, preset=preset, coded_size=coded, pix_fmt=pix_fmt)
 

@@ -151,7 +151,7 @@ def test_code_features_keyint_places_intra_frames(codec, tmp_path):
         assert res.decoded.shape == frames.shape
 
 
-@pytest.mark.parametrize("keyint", [0, -2, 2.5, True])
+@pytest.mark.parametrize("keyint", [0, -2, 2.5, True, "8", "a"])
 def test_code_features_checks_keyint(features, keyint):
     with pytest.raises(DataError, match="keyint"):
         code_features(features, "x265", 30, keyint=keyint)
