@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sci_edge_installed
 EXTRAS ?= dev,train,export,eval
 
-.PHONY: all install demo test test-fast bench weights weights-reach weights-cpu weights-codec clean \
+.PHONY: all install demo test test-fast bench weights weights-reach weights-rate weights-cpu \
+	weights-codec clean \
 	distclean
 
 all: install
@@ -77,12 +78,19 @@ weights: $(STAMP)
 		--set optim.lr=2e-4 --set optim.warmup=20 --set workers=1 --set threads=2 \
 		--set data.seed=21 --export-weights sci_edge/weights/sci_recon.pt
 	$(MAKE) weights-reach
+	$(MAKE) weights-rate
 
 # The recon model's long-reach propagation, trained on top of the shipped windowed
 # model (frozen), exported by reference to it (CPU, 55 min).
 weights-reach: $(STAMP)
 	$(SE) --stage 2 --task recon --config stage2_propagate \
 		--export-weights sci_edge/weights/sci_recon_reach.pt
+
+# The recon model's long-reach rate integration of the stream's spike counts, trained
+# on top of the shipped windowed model (frozen), exported by reference to it (CPU, 45 min).
+weights-rate: $(STAMP)
+	$(SE) --stage 2 --task recon --config stage2_rate \
+		--export-weights sci_edge/weights/sci_recon_rate.pt
 
 # The CPU-only recipe (smaller analysis; README gives its figures).
 weights-cpu: $(STAMP)

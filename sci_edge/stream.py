@@ -27,7 +27,11 @@ class FeatureStream:
     ``flows``: optional motion vectors supplied with the stream, keyed by
     (centre time, neighbour time), each (2, H, W) in pixels, warping the
     neighbour's feature onto the centre's (the codec's refined vectors); the
-    cloud side estimates the missing ones itself."""
+    cloud side estimates the missing ones itself.
+    ``counts``: optional (N, H, W) spike counts, one per feature, over the
+    feature's interval ``count_interval(t, stride)`` (the intervals of a regular
+    stream tile the recording, so a run of counts adds up to a long spike
+    average: the cloud side's long-reach rate integration reads them)."""
 
     times: np.ndarray
     features: np.ndarray
@@ -35,6 +39,7 @@ class FeatureStream:
     stride: int | None = None
     gain: float | None = None
     flows: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    counts: np.ndarray | None = None
 
     def __post_init__(self):
         self.times = np.asarray(self.times, dtype=np.int64).reshape(-1)
@@ -50,6 +55,19 @@ class FeatureStream:
             raise DataError(f"feature stream: stride must be an integer >= 1, got {self.stride!r}")
         if self.gain is not None and not (np.isfinite(self.gain) and self.gain > 0):
             raise DataError(f"feature stream: gain must be positive, got {self.gain!r}")
+        if self.counts is not None:
+            c = np.asarray(self.counts)
+            if c.shape != self.features.shape or not np.issubdtype(c.dtype, np.integer) \
+                    or (c.size and c.min() < 0):
+                raise DataError(f"feature stream: counts must be non-negative integers of the "
+                                f"features' shape {self.features.shape}, got {c.dtype} "
+                                f"{c.shape}")
+            if self.stride is None:
+                raise DataError("feature stream: counts need a regular stream (a stride)")
+            if c.size and c.max() > self.stride:
+                raise DataError(f"feature stream: a count of {int(c.max())} spikes over "
+                                f"{self.stride} steps (a pixel fires at most once a step)")
+            self.counts = c.astype(np.uint8 if self.stride < 256 else np.uint16, copy=False)
         self._index = {int(t): i for i, t in enumerate(self.times)}
 
     @property
@@ -82,3 +100,32 @@ class FeatureStream:
             return "none"
         step = f" every {self.stride}" if self.stride else ""
         return f"{self.times[0]}..{self.times[-1]}{step}"
+
+
+def count_interval(t: int, stride: int) -> tuple[int, int]:
+    """The spike steps [a, b) whose spikes the feature at t counts: ``stride``
+    steps around t, so the intervals of a grid ``stride`` apart tile the time line."""
+    a = int(t) - int(stride) // 2
+    return a, a + int(stride)
+
+
+def interval_counts(source, times, stride: int, *,
+                    region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Spike counts (len(times), h, w) over ``count_interval(t, stride)`` of each t,
+    from a (T, H, W) array or a SpikeSource, read interval by interval (clipped
+    at the recording's ends, where an interval is shorter)."""
+    from .io.source import as_source
+
+    src = as_source(source)
+    if int(stride) != stride or stride < 1:
+        raise DataError(f"stride must be an integer >= 1, got {stride!r}")
+    T, H, W = src.shape
+    y0, y1, x0, x1 = region or (0, H, 0, W)
+    dtype = np.uint8 if stride < 256 else np.uint16
+    out = np.zeros((len(times), y1 - y0, x1 - x0), dtype)
+    for i, t in enumerate(times):
+        a, b = count_interval(t, stride)
+        a, b = max(a, 0), min(b, T)
+        if b > a:
+            out[i] = src.read(a, b - a)[:, y0:y1, x0:x1].sum(0, dtype=dtype)
+    return out

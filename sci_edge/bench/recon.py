@@ -5,9 +5,9 @@ The per-output path (``SCIModel.reconstruct_windowed``) runs the FEM on all
 for every output. The stream path computes each feature and its encoding once
 and shares them, so a run of outputs costs less per frame. Both run on the
 same spikes in one process, and their outputs are compared (the windowed
-analysis alone, ``propagate=False``). A model with long-reach propagation is
-also timed with it over the same run at the feature rate: its cost per output
-beside the windowed path's."""
+analysis alone, ``propagate=False``). A model with long-reach propagation or
+rate integration is also timed with it over the same run at the feature rate:
+its cost per output beside the windowed path's."""
 from __future__ import annotations
 
 import time
@@ -44,11 +44,14 @@ def bench_recon(height: int = 250, width: int = 400, run: int = 20, old_frames: 
         raise ValueError("bench sizes must be positive")
     threads = resolve_threads(num_threads)
     torch.set_num_threads(threads)
-    from ..models.pretrained import REACH_ADDON, WEIGHTS_DIR
+    from ..models.pretrained import RATE_ADDON, REACH_ADDON, WEIGHTS_DIR
 
-    # the shipped model with its propagation when it is shipped: both paths timed
+    # the shipped model with its long-reach add-ons when they are shipped: all timed
     model = load_pretrained("recon", path=weights,
                             propagation=weights is None and (WEIGHTS_DIR / REACH_ADDON).is_file())
+    with_rate = model if model.rate is not None else None
+    if weights is None and (WEIGHTS_DIR / RATE_ADDON).is_file():
+        with_rate = load_pretrained("recon", rate=True)
     a = model.config.analysis
     reach = a.neighbors * a.stride + 6
     steps = 2 * reach + run * a.stride + 1
@@ -100,6 +103,12 @@ def bench_recon(height: int = 250, width: int = 400, run: int = 20, old_frames: 
                                           "features": len(model._grid(
                                               t0, runs["feature_rate"][-1], steps,
                                               t0 % a.stride, None))}
+    if with_rate is not None:
+        # the windowed output blended with the long-reach mean of the counts
+        win = doc["run_feature_rate"]["new_s_per_frame"]
+        _, s = timed(with_rate.reconstruct, runs["feature_rate"])
+        doc["rate_feature_rate"] = {"s_per_frame": s / run, "windowed_s_per_frame": win,
+                                    "overhead": (s / run) / win - 1.0}
     return doc
 
 

@@ -181,11 +181,13 @@ def _run_regimes(ns, scene_options) -> int:
         from ..data.images import TEST_IMAGES
 
         images = list(images or TEST_IMAGES)[:ns.limit]
-    if ns.weights is None:      # the grid is about reach: the shipped model with its propagation
-        from ..models.pretrained import REACH_ADDON, WEIGHTS_DIR
+    if ns.weights is None:      # the grid is about reach: the shipped model with its
+        from ..models.pretrained import RATE_ADDON, REACH_ADDON, WEIGHTS_DIR  # long reach
 
-        if (WEIGHTS_DIR / REACH_ADDON).is_file():
-            ns.weights = str(WEIGHTS_DIR / REACH_ADDON)
+        for addon in (RATE_ADDON, REACH_ADDON):
+            if (WEIGHTS_DIR / addon).is_file():
+                ns.weights = str(WEIGHTS_DIR / addon)
+                break
     model = _model(ns)
     n = len(images) if images else REGIME_IMAGES
     with progress(15 * n, "eval regimes", ns.quiet, unit="scene") as bar:

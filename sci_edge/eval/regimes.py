@@ -5,7 +5,8 @@ Each regime is a held-out photograph under a slow-to-fast pan, simulated for
 windows of 41 to 401 frames: where the scene holds still a long window wins, so
 the learned model has to reach as far as the scene allows (long-reach
 propagation) to keep up; where it moves the window must stay short. SCI is
-scored with and without its propagation on the same feature stream.
+scored with and without its long reach (propagation or rate integration) on
+the same feature stream.
 """
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def evaluate_regimes(model, *, images=None, gains=REGIME_GAINS, speeds=REGIME_SP
     """PSNR per (gain, speed) regime, the mean over ``images`` (bundled names or
     files; default the first ``REGIME_IMAGES`` held-out photographs).
 
-    Row keys: ``sci`` (the model as shipped, with its propagation if it has
-    one), ``sci_windowed`` (the windowed analysis alone, same features),
+    Row keys: ``sci`` (the model as given, with its propagation or rate
+    integration if it has one), ``sci_windowed`` (the windowed analysis alone, same features),
     ``tfp<N>`` for each window, ``tfi``, ``tfp_best`` (the best window) and
     ``sci_minus_best_tfp``."""
     from ..data.images import TEST_IMAGES
@@ -85,7 +86,7 @@ def evaluate_regimes(model, *, images=None, gains=REGIME_GAINS, speeds=REGIME_SP
     return {"data": "regimes", "images": [Path(str(i)).stem for i in images],
             "num_steps": num_steps, "t": t, "size": [int(v) for v in size],
             "stride": s, "reach": reach, "lookahead": lookahead,
-            "propagation": model.propagation is not None,
+            "propagation": model.propagation is not None, "rate": model.rate is not None,
             "tfp_windows": [int(n) for n in windows], "rows": rows,
             "worst_sci_minus_best_tfp": float(min(r["sci_minus_best_tfp"] for r in rows))}
 

@@ -8,7 +8,9 @@ and sha256) and carry only its own tensors: ``sci_recon_reach.pt`` is the
 long-reach propagation over the stream, trained on top of ``sci_recon.pt``
 (the windowed model, which the codec's file names in the same way);
 ``load_pretrained("recon", propagation=True)`` or ``load_model`` of that file
-loads both."""
+loads both. ``sci_recon_rate.pt`` is the long-reach rate integration of the
+stream's spike counts on top of the same windowed model
+(``load_pretrained("recon", rate=True)``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,6 +25,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = {"recon": "sci_recon.pt", "cls": "sci_cls.pt"}
 # the recon model's long-reach propagation, on top of SHIPPED["recon"]
 REACH_ADDON = "sci_recon_reach.pt"
+# the recon model's long-reach rate integration, on top of SHIPPED["recon"]
+RATE_ADDON = "sci_recon_rate.pt"
 
 
 def pretrained_path(task: str) -> Path:
@@ -60,16 +64,20 @@ def load_model(path: str | Path, *, device: str = "cpu") -> SCIModel:
 
 
 def load_pretrained(task: str = "recon", *, path: str | Path | None = None,
-                    device: str = "cpu", propagation: bool = False) -> SCIModel:
+                    device: str = "cpu", propagation: bool = False,
+                    rate: bool = False) -> SCIModel:
     """The shipped SCI model for ``task`` ("recon" or "cls"), or the one at ``path``.
 
     ``propagation=True``: the shipped recon model with its long-reach propagation
-    (``REACH_ADDON``). It is opt-in: it gains in static scenes and loses a
-    little on the REDS pairs (README)."""
-    if propagation and path is None:
+    of the features (``REACH_ADDON``); ``rate=True``: with its long-reach rate
+    integration of the spike counts (``RATE_ADDON``). Both are opt-in (README has
+    their figures); one at a time."""
+    if (propagation or rate) and path is None:
         if task != "recon":
-            raise DataError(f"only the recon model has a long-reach propagation, not {task!r}")
-        path = WEIGHTS_DIR / REACH_ADDON
+            raise DataError(f"only the recon model has a long-reach add-on, not {task!r}")
+        if propagation and rate:
+            raise DataError("choose one long-reach add-on: propagation or rate")
+        path = WEIGHTS_DIR / (REACH_ADDON if propagation else RATE_ADDON)
     path = Path(path) if path is not None else pretrained_path(task)
     if not path.is_file():
         raise CheckpointError(path, "weights not found (reproduce them with the commands "

@@ -20,9 +20,10 @@ from torch import nn
 from .cloud.analysis import AnalysisConfig, LongTermAnalysis
 from .cloud.heads import ClassificationHead, ReconstructionHead
 from .cloud.propagate import FeaturePropagation, PropagationConfig
+from .cloud.rate import RateConfig, RateIntegration
 from ..errors import DataError
 from ..io.source import as_source
-from ..stream import FeatureStream
+from ..stream import FeatureStream, interval_counts
 from .end.extract import FeatureExtractor, feature_times, transform_window, untransform
 from .end.fem import FEM, HALF_WINDOW, WINDOW, FEMConfig
 from .layers import pad_to_multiple
@@ -48,6 +49,9 @@ class SCIConfig:
     # long-reach propagation over the whole stream before the window (off: the
     # windowed analysis alone, as in checkpoints made before it existed)
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    # long-reach integration of the stream's spike counts, blended with the
+    # windowed output (off: as in checkpoints made before it existed)
+    rate: RateConfig = field(default_factory=RateConfig)
 
     def __post_init__(self):
         from ..config import FieldError, check_fields
@@ -64,7 +68,8 @@ class SCIConfig:
     def to_dict(self) -> dict:
         return {"task": self.task, "fem": self.fem.to_dict(),
                 "analysis": self.analysis.to_dict(), "num_classes": self.num_classes,
-                "dropout": self.dropout, "propagation": self.propagation.to_dict()}
+                "dropout": self.dropout, "propagation": self.propagation.to_dict(),
+                "rate": self.rate.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SCIConfig":
@@ -97,7 +102,8 @@ def fem_features(fem: FEM, spikes, stride: int, *, start: int = HALF_WINDOW,
         raise DataError(f"start must be >= {HALF_WINDOW} (the window reaches back that far)")
     if source.num_frames < WINDOW:     # no window fits: an empty stream
         return np.zeros(0, np.int64), np.zeros((0, source.height, source.width), np.float32)
-    stream = FeatureExtractor(fem, source, batch=batch).grid_stream(stride, start=start)
+    stream = FeatureExtractor(fem, source, batch=batch).grid_stream(stride, start=start,
+                                                                     counts=False)
     return stream.times, stream.features
 
 
@@ -116,6 +122,7 @@ class SCIModel(nn.Module):
         self.analysis = LongTermAnalysis(config.analysis)
         self.propagation = (FeaturePropagation(config.propagation)
                             if config.propagation.enabled else None)
+        self.rate = RateIntegration(config.rate) if config.rate.enabled else None
         w = config.analysis.width
         self.head = (ReconstructionHead(w) if config.task == "recon"
                      else ClassificationHead(w, config.num_classes, dropout=config.dropout))
@@ -147,12 +154,20 @@ class SCIModel(nn.Module):
         return out[..., :H, :W] if self.config.task == "recon" else out
 
     def forward(self, windows: torch.Tensor | None, return_features: bool = False, *,
-                sequence: torch.Tensor | None = None):
+                sequence: torch.Tensor | None = None, counts: torch.Tensor | None = None,
+                count_stride: int | None = None, count_at: int | None = None):
         """Spike windows -> output; with ``return_features`` also the features F.
 
         ``sequence`` (B, N, H, W), N odd, instead of windows: features on the
         stride grid, propagated over all N, then the output at the middle one
-        (training with propagation)."""
+        (training with propagation). ``counts`` (B, N, H, W) spikes per interval of
+        ``count_stride`` steps, with the windows of the output at interval
+        ``count_at``: the output blended with the counts' long-reach mean, the
+        windowed output and that mean (training the rate integration)."""
+        if counts is not None:
+            base = self.analyse(self.extract(windows))
+            mean, reach = self.rate(counts, count_stride, [count_at])
+            return self.rate.blend(base, mean, reach, count_stride), base, mean
         if sequence is not None:
             K = self.config.analysis.neighbors
             half = sequence.shape[1] // 2
@@ -177,10 +192,24 @@ class SCIModel(nn.Module):
         return gather_windows(spikes, feature_times(t, spikes.shape[1], a.neighbors, a.stride))
 
     # --- the seam --------------------------------------------------------------------
-    def output_times(self, t: int, num_steps: int) -> list[int]:
-        """The feature times the output at spike time t reads (2K+1, clipped inside)."""
+    def output_times(self, t: int, num_steps: int, stride: int | None = None) -> list[int]:
+        """The feature times the output at spike time t reads (2K+1, clipped inside),
+        ``stride`` apart (default: the model's)."""
         a = self.config.analysis
-        return feature_times(int(t), int(num_steps), a.neighbors, a.stride)
+        return feature_times(int(t), int(num_steps), a.neighbors, stride or a.stride)
+
+    def read_stride(self, stream: FeatureStream, times) -> int:
+        """The stride at which outputs at ``times`` read ``stream``: the model's where
+        the stream holds those features, else the stream's own (a regular stream
+        sent at another feature rate: the windowed analysis then reads its 2K+1
+        features that far apart)."""
+        s = self.config.analysis.stride
+        if stream.stride is None or stream.stride == s or len(stream) < 2 \
+                or not np.all(np.diff(stream.times) == stream.stride):
+            return s
+        if all(stream.has(u) for t in times for u in self.output_times(t, stream.num_steps)):
+            return s
+        return int(stream.stride)
 
     def extractor(self, spikes, **options) -> FeatureExtractor:
         """The end side in process over ``spikes`` (an array or a SpikeSource)."""
@@ -194,10 +223,14 @@ class SCIModel(nn.Module):
         """Cloud side: intensity images (len(times), H, W) from a feature stream.
 
         Each output at t reads the stream's features at ``output_times(t)``; they
-        must all be in the stream. The gain comes from the stream unless given.
-        A model with propagation first propagates a regular stream at its stride
-        over all of it (``reach``, ``lookahead``: see :meth:`reconstruct`); other
-        streams are read as they are."""
+        must all be in the stream, or the stream is regular at another stride and
+        they are read at that stride (``read_stride``). The gain comes from the
+        stream unless given. A model with propagation first propagates a regular
+        stream at its stride over all of it (``reach``, ``lookahead``: see
+        :meth:`reconstruct`); other streams are read as they are. A model with rate
+        integration blends each output with the long-reach mean of the stream's
+        counts (a regular stream with counts, at any stride; others: the windowed
+        output)."""
         gain = stream.gain if gain is None else gain
         _check_gain(gain)
         _check_reach(reach, lookahead)
@@ -205,7 +238,13 @@ class SCIModel(nn.Module):
         if propagate and self.propagation is not None and self._regular(stream):
             stream = self._propagated_stream(stream, times, reach, lookahead)
         source = _StreamFeatures(stream)
-        rates = self._rates(source, times, stream.num_steps, progress, flows=stream)
+        stride = self.read_stride(stream, times)
+        rates = self._rates(source, times, stream.num_steps, progress, flows=stream,
+                            stride=stride)
+        if propagate and self.rate is not None and stream.counts is not None \
+                and stream.stride is not None and len(stream) > 1 \
+                and np.all(np.diff(stream.times) == stream.stride):
+            rates = self._stream_rate_blend(rates, stream, times, reach, lookahead)
         return np.clip(rates / gain, 0.0, 1.0).astype(np.float32)
 
     @torch.no_grad()
@@ -259,6 +298,10 @@ class SCIModel(nn.Module):
                 total = r if total is None else total + r
             part = total / len(passes) if len(passes) > 1 else total
             rate[:, y0:y1, x0:x1] = part[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+        if propagate and self.rate is not None:
+            rate = self._rate_blend(rate, times, T, reach, lookahead,
+                                    lambda ts: interval_counts(source, ts, self.config.
+                                                               analysis.stride))
         return np.clip(rate / gain, 0.0, 1.0).astype(np.float32)
 
     # --- long-reach propagation ------------------------------------------------------
@@ -318,16 +361,68 @@ class SCIModel(nn.Module):
         feats = torch.from_numpy(np.ascontiguousarray(stream.features[keep])).to(dev)
         prop = self.propagate(feats[None], reach=reach, lookahead=lookahead)[0]
         return FeatureStream(times=ts, features=prop.cpu().numpy(), num_steps=stream.num_steps,
-                             stride=stream.stride, gain=stream.gain, flows=stream.flows)
+                             stride=stream.stride, gain=stream.gain, flows=stream.flows,
+                             counts=None if stream.counts is None else stream.counts[keep])
+
+    # --- long-reach rate integration ----------------------------------------------------
+    def _rate_blend(self, base: np.ndarray, times: list[int], num_steps: int, reach,
+                    lookahead, counts_at: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+        """Windowed rates (len(times), H, W) blended with the long-reach mean of the
+        spike counts on each output's stride grid (outputs off every grid, at the
+        recording's clipped ends, stay as they are)."""
+        s = self.config.analysis.stride
+        out = base.copy()
+        for r in sorted({t % s for t in times}):
+            mine = [i for i, t in enumerate(times) if t % s == r]
+            grid = self._grid(min(times[i] for i in mine), max(times[i] for i in mine),
+                              num_steps, r, reach)
+            pos = {u: k for k, u in enumerate(grid)}
+            mine = [i for i in mine if times[i] in pos]
+            if not mine:
+                continue
+            counts = torch.from_numpy(counts_at(grid).astype(np.float32))
+            out[mine] = self.blend_counts(counts, base[mine], [pos[times[i]] for i in mine],
+                                          s, reach=reach, lookahead=lookahead)
+        return out
+
+    def _stream_rate_blend(self, base: np.ndarray, stream: FeatureStream, times: list[int],
+                           reach, lookahead) -> np.ndarray:
+        keep = np.ones(len(stream), bool)
+        if reach is not None and times:
+            lo, hi = self._reach_span(min(times), max(times), reach)
+            keep = (stream.times >= lo) & (stream.times <= hi)
+        ts = stream.times[keep]
+        pos = {int(u): k for k, u in enumerate(ts)}
+        mine = [i for i, t in enumerate(times) if t in pos]
+        out = base.copy()
+        if mine:
+            counts = torch.from_numpy(stream.counts[keep].astype(np.float32))
+            out[mine] = self.blend_counts(counts, base[mine], [pos[times[i]] for i in mine],
+                                          int(stream.stride), reach=reach, lookahead=lookahead)
+        return out
+
+    @torch.no_grad()
+    def blend_counts(self, counts: torch.Tensor, base: np.ndarray, at: list[int],
+                     stride: int, *, reach: int | None = None,
+                     lookahead: int | None = None) -> np.ndarray:
+        """Counts (N, H, W) on a grid ``stride`` apart, windowed rates ``base``
+        (len(at), H, W) at grid positions ``at`` -> blended rates, same shape."""
+        dev = next(self.parameters()).device
+        cap = math.inf if reach is None else max(1.0, reach / stride)
+        mean, n = self.rate(counts[None].to(dev), stride, at, cap=cap, lookahead=lookahead)
+        b = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32)).to(dev)
+        out = [self.rate.blend(b[None, k:k + 1], mean[:, k:k + 1], n[:, k:k + 1], stride)
+               for k in range(len(at))]
+        return torch.cat(out, 1)[0].cpu().numpy()
 
     @torch.no_grad()
     def _rates(self, features, times: list[int], num_steps: int, progress, *,
-               transform: tuple[int, bool] = (0, False), flows: FeatureStream | None = None
-               ) -> np.ndarray:
+               transform: tuple[int, bool] = (0, False), flows: FeatureStream | None = None,
+               stride: int | None = None) -> np.ndarray:
         """(len(times), h, w) rates: outputs served in time order, every feature and
         its encoding computed once and dropped when no later output needs it."""
         order = sorted(range(len(times)), key=lambda i: times[i])
-        needs = [self.output_times(times[i], num_steps) for i in order]
+        needs = [self.output_times(times[i], num_steps, stride) for i in order]
         enc: dict[int, torch.Tensor] = {}
         out: list[np.ndarray | None] = [None] * len(times)
         lookahead = max(1, getattr(features, "batch", 1))

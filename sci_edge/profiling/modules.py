@@ -12,7 +12,8 @@
   fusion U-Net, with the ops outside any submodule: padding, concatenations),
   ``cloud.recon_head``, and ``cloud.propagation`` when the model has its
   long-reach propagation (one feature's share: a gate step each way and the
-  merge); and the same rows for the classifier, with
+  merge), ``cloud.rate`` when it has the rate integration (one count interval's
+  share, each way, and the blend); and the same rows for the classifier, with
   ``cls.classification_head`` (``model`` = "cls").
 
 Measures (the README's profiling paragraph says the same):
@@ -363,13 +364,18 @@ def cloud_rows(model, height: int, width: int, *, repeats: int = 3, latency: boo
              head: [("model.head", model.head)]}
     rows = _rows("cloud", model_name, root, (x,), oc, "", parts, f"{tag}.merge_fusion", root,
                  "", repeats, latency, param_modules=[model.analysis, model.head])
-    order = [f"{tag}.propagation", f"{tag}.encoder", f"{tag}.flow", f"{tag}.afr",
-             f"{tag}.merge_fusion", head]
+    order = [f"{tag}.propagation", f"{tag}.rate", f"{tag}.encoder", f"{tag}.flow",
+             f"{tag}.afr", f"{tag}.merge_fusion", head]
     if getattr(model, "propagation", None) is not None:
         step = _PropagationStep(model.propagation).eval()
         px = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(2))
         rows += _rows("cloud", model_name, step, (px,), OpCount(step, px), "", {},
                       f"{tag}.propagation", step, "", repeats, latency)
+    if getattr(model, "rate", None) is not None:
+        step = _RateStep(model.rate).eval()
+        px = torch.rand(1, 2, height, width, generator=torch.Generator().manual_seed(3))
+        rows += _rows("cloud", model_name, step, (px,), OpCount(step, px), "", {},
+                      f"{tag}.rate", step, "", repeats, latency)
     return sorted(rows, key=lambda r: order.index(r.name))
 
 
@@ -390,6 +396,28 @@ class _PropagationStep(torch.nn.Module):
         count = torch.full_like(f, 4.0)
         return merge(f, *self.propagation.step(f, before, count, float("inf")),
                      *self.propagation.step(f, after, count, float("inf")))
+
+
+class _RateStep(torch.nn.Module):
+    """One output's share of the long-reach rate integration at one interval per
+    output (each interval's counts pass the gate once per direction), plus the
+    blend. Input (1, 2, H, W): the interval's counts and the windowed output."""
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        from ..models.cloud.rate import RECENT, RateState
+
+        counts, base = x[:, 0:1], x[:, 1:2]
+        k = len(RECENT)
+        carried = RateState(base, torch.full_like(base, 4.0), counts.expand(-1, k, -1, -1),
+                            torch.full_like(counts, 2.0).expand(-1, k, -1, -1))
+        s = 5.0
+        fwd = self.rate.step(counts, carried, s, float("inf"))
+        bwd = self.rate.step(counts, carried, s, float("inf"))
+        return self.rate.blend(base, (fwd.mean + bwd.mean) / 2, fwd.count + bwd.count, s)
 
 
 def profile_modules(height: int, width: int, *, repeats: int = 3, latency: bool = True,

@@ -15,6 +15,7 @@ from .. import config as _config
 from ..config import FieldError
 from ..models.cloud.analysis import AnalysisConfig
 from ..models.cloud.propagate import PropagationConfig
+from ..models.cloud.rate import RateConfig
 from ..models.codec import CodecConfig
 from ..models.end.fem import FEMConfig
 
@@ -93,6 +94,7 @@ class ModelConfig:
     dropout: float = field(default=0.0, metadata={"min": 0.0, "lt": 1.0})  # cls head only
     codec: CodecConfig = field(default_factory=CodecConfig)  # stage 3
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    rate: RateConfig = field(default_factory=RateConfig)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,12 @@ class TrainConfig:
     no_worse_weight: float = _at_least(0.0, 0.0)  # propagation: weight of the extra loss on
                                                   # sequences where it does worse than the
                                                   # windowed model alone (the excess MSE)
+    # model.rate: share of training sequences whose spike counts are taken at a stride
+    # drawn log-uniformly from [analysis.stride, count_stride_max] instead of the model's
+    count_stride_prob: float = _at_least(0.0, 0.0, max=1.0)
+    count_stride_max: int = _at_least(1, 50)
+    rate_mean_weight: float = _at_least(0.0, 0.0)  # model.rate: weight of the log MSE of
+                                                   # the long mean alone (teaches the gate)
     # stage 3: R + lambda * D, one lambda per quality index (as many as model.codec.qualities)
     lambdas: tuple[float, ...] = field(default=(100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
                                        metadata={"gt": 0.0})
@@ -162,17 +170,22 @@ class TrainConfig:
                                             f"{len(self.lambdas)}")
             if self.task == "codec" and self.data.dataset != "scenes":
                 raise FieldError("data.dataset", "the codec trains on data.dataset = 'scenes'")
+        long_reach = self.model.propagation.enabled or self.model.rate.enabled
+        if self.model.propagation.enabled and self.model.rate.enabled:
+            raise FieldError("model.rate.enabled", "trains on its own, in front of a windowed "
+                                                   "model (model.propagation.enabled = false)")
         if self.sequence_features:
             K = self.model.analysis.neighbors
-            if self.stage != 2 or self.task != "recon" or not self.model.propagation.enabled:
+            if self.stage != 2 or self.task != "recon" or not long_reach:
                 raise FieldError("sequence_features", "is for stage 2 recon with "
-                                                      "model.propagation.enabled = true")
+                                                      "model.propagation or model.rate "
+                                                      "enabled")
             if self.sequence_features % 2 == 0 or self.sequence_features < 2 * K + 1:
                 raise FieldError("sequence_features", f"must be odd and >= {2 * K + 1} "
                                                       f"(2K+1), got {self.sequence_features}")
-        elif self.model.propagation.enabled and self.stage == 2:
-            raise FieldError("sequence_features", "model.propagation trains on sequences: "
-                                                  "set sequence_features")
+        elif long_reach and self.stage == 2:
+            raise FieldError("sequence_features", "model.propagation and model.rate train on "
+                                                  "sequences: set sequence_features")
         if self.fem_lr_scale > 0 and self.stage != 2:
             raise FieldError("fem_lr_scale", "is for stage 2 (stage 1 trains the FEM anyway)")
 

@@ -212,7 +212,7 @@ class Trainer:
                 raise CheckpointError(self.cfg.init, exc.problem) from None
         return SCIConfig(task=self.cfg.task, fem=fem, analysis=m.analysis,
                          num_classes=m.num_classes, dropout=m.dropout,
-                         propagation=m.propagation)
+                         propagation=m.propagation, rate=m.rate)
 
     def _build(self):
         cfg = self.cfg
@@ -235,6 +235,8 @@ class Trainer:
             if model.propagation is not None and any(k.startswith("propagation.")
                                                      for k in doc["state"]):
                 _load_part(model, doc["state"], ("propagation.",), cfg.init_cloud)
+            if model.rate is not None and any(k.startswith("rate.") for k in doc["state"]):
+                _load_part(model, doc["state"], ("rate.",), cfg.init_cloud)
             if fresh and self.rank == 0 and not self.quiet:
                 print(f"init_cloud: {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}"
                       f"{', ...' if len(fresh) > 4 else ''})", file=sys.stderr)
@@ -308,6 +310,8 @@ class Trainer:
             loss = mse + cfg.laplacian_weight * lap
             return loss, {"loss": loss.item(), "mse": mse.item(), "lap_l1": lap.item(),
                           "psnr": _psnr(pred.detach() / scale, rate / scale).mean().item()}
+        if cfg.sequence_features and cfg.model.rate.enabled:
+            return self._forward_rate(spikes, rate, scale, train)
         if cfg.sequence_features:
             return self._forward_sequence(net, spikes, rate, scale, train)
         pred, features = net(self.model.windows_at(spikes, spikes.shape[1] // 2).float(),
@@ -352,6 +356,65 @@ class Trainer:
                 base = self.model.analyse(feats[:, half - K:half + K + 1])
                 base_err = ((base - rate) / scale).pow(2).flatten(1).mean(1)
             excess = F.relu(err - base_err).mean()
+            loss = loss + cfg.no_worse_weight * excess
+            m["excess_mse"] = excess.item()
+        return loss, {"loss": loss.item(), **m}
+
+    def count_stride(self, train: bool) -> int:
+        """The stride of this step's spike counts: the model's, or in a share
+        ``count_stride_prob`` of training steps one drawn log-uniformly up to
+        ``count_stride_max``."""
+        cfg = self.cfg
+        s = cfg.model.analysis.stride
+        if not train or cfg.count_stride_prob == 0 or cfg.count_stride_max <= s:
+            return s
+        gen = torch.Generator().manual_seed(10_007 * self.step + 3)
+        if float(torch.rand(1, generator=gen)) >= cfg.count_stride_prob:
+            return s
+        u = float(torch.rand(1, generator=gen))
+        return int(round(math.exp(math.log(s) + u * math.log(cfg.count_stride_max / s))))
+
+    def _forward_rate(self, spikes, rate, scale, train: bool):
+        """Stage II with the rate integration: the windowed model (frozen) at the
+        middle, the spike counts of the sequence (the middle ``sequence_length``
+        features' span, at this step's count stride), optionally a scene cut
+        outside the windowed model's frames; the loss is the mean log MSE of the
+        intensity (every light level and PSNR counts alike) plus ``no_worse_weight``
+        times the log excess over the windowed output, plus ``rate_mean_weight``
+        times the log MSE of the long mean alone."""
+        cfg = self.cfg
+        s, K = cfg.model.analysis.stride, cfg.model.analysis.neighbors
+        T, mid = spikes.shape[1], spikes.shape[1] // 2
+        if train and cfg.cut_prob > 0 and spikes.shape[0] > 1:
+            spikes = _far_cuts(spikes, mid, self.model.config.span // 2 + 1, cfg.cut_prob,
+                               self.step)
+        windows = gather_windows(spikes, [mid + k * s for k in range(-K, K + 1)]).float()
+        cs = self.count_stride(train)
+        steps = self.sequence_length(train) * s          # the span the curriculum allows
+        half = max(0, (min(steps, T) // cs - 1) // 2)
+        starts = [mid - cs // 2 + k * cs for k in range(-half, half + 1)]
+        starts = [a for a in starts if a >= 0 and a + cs <= T]
+        at = starts.index(mid - cs // 2)
+        counts = torch.stack([spikes[:, a:a + cs].sum(1, dtype=torch.float32) for a in starts],
+                             1)
+        net = self.ddp if train else self.trainable
+        pred, base, mean = net(windows, counts=counts, count_stride=cs, count_at=at)
+        err = ((pred - rate) / scale).pow(2).flatten(1).mean(1)
+        base_err = ((base - rate) / scale).pow(2).flatten(1).mean(1)
+        floor = 1e-7                                      # 70 dB: no gain counts beyond it
+        log_err = torch.log(err + floor)
+        loss = log_err.mean()
+        m = {"psnr": _psnr(pred.detach() / scale, rate / scale).mean().item(),
+             "base_psnr": _psnr(base / scale, rate / scale).mean().item(),
+             "features": float(len(starts))}
+        if cfg.rate_mean_weight > 0:
+            # the long mean on its own: the gate learns where to reset even where
+            # the blend does not take the mean (yet)
+            mean_err = ((mean - rate) / scale).pow(2).flatten(1).mean(1)
+            loss = loss + cfg.rate_mean_weight * torch.log(mean_err + floor).mean()
+            m["mean_psnr"] = _psnr(mean.detach() / scale, rate / scale).mean().item()
+        if cfg.no_worse_weight > 0:
+            excess = F.relu(log_err - torch.log(base_err + floor)).mean()
             loss = loss + cfg.no_worse_weight * excess
             m["excess_mse"] = excess.item()
         return loss, {"loss": loss.item(), **m}
@@ -482,6 +545,25 @@ class Trainer:
         return {"step": self.step, "seconds": time.perf_counter() - started, **metrics}
 
 
+def _far_cuts(spikes: torch.Tensor, mid: int, keep: int, prob: float, step: int):
+    """A scene cut in a share ``prob`` of the sequences, at a random step at least
+    ``keep`` steps from the middle: the spikes beyond it come from the next
+    sequence of the batch."""
+    gen = torch.Generator().manual_seed(7919 * step + 1)
+    out = spikes.clone()
+    other = spikes.roll(1, dims=0)
+    T = spikes.shape[1]
+    for b in range(spikes.shape[0]):
+        if float(torch.rand(1, generator=gen)) >= prob or mid - keep < 1:
+            continue
+        d = int(torch.randint(keep, max(keep + 1, min(mid, T - mid)), (1,), generator=gen))
+        if float(torch.rand(1, generator=gen)) < 0.5:
+            out[b, mid + d:] = other[b, mid + d:]
+        else:
+            out[b, :mid - d] = other[b, :mid - d]
+    return out
+
+
 def _scene_cuts(spikes: torch.Tensor, centres: list[int], prob: float, step: int):
     """A scene cut in a share ``prob`` of the sequences: the spikes on the far side
     of a random feature boundary (not at the middle window) come from the next
@@ -505,9 +587,10 @@ def _scene_cuts(spikes: torch.Tensor, centres: list[int], prob: float, step: int
     return out
 
 
-LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "ce", "psnr", "acc", "lap_l1", "bpp",
-               "feat_psnr", "features", "excess_mse", "val_bpp", "val_feat_psnr", "val_loss",
-               "val_mse", "val_psnr", "val_tfp_psnr", "val_acc", "val_lap_l1", "val_lap_l2"]
+LOG_COLUMNS = ["step", "lr", "elapsed_s", "loss", "mse", "ce", "psnr", "base_psnr", "mean_psnr",
+               "acc", "lap_l1", "bpp", "feat_psnr", "features", "excess_mse", "val_bpp",
+               "val_feat_psnr", "val_loss", "val_mse", "val_psnr", "val_base_psnr",
+               "val_mean_psnr", "val_tfp_psnr", "val_acc", "val_lap_l1", "val_lap_l2"]
 
 
 def _append_logs(csv_path: Path, jsonl_path: Path, row: dict) -> None:

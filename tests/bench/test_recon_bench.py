@@ -18,3 +18,7 @@ def test_bench_recon_compares_like_with_like_and_times_the_propagation():
     if (WEIGHTS_DIR / REACH_ADDON).is_file():
         p = doc["propagated_feature_rate"]
         assert p["s_per_frame"] > 0 and p["features"] >= 3
+    from sci_edge.models.pretrained import RATE_ADDON
+
+    if (WEIGHTS_DIR / RATE_ADDON).is_file():
+        assert doc["rate_feature_rate"]["s_per_frame"] > 0

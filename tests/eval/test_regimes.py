@@ -52,3 +52,20 @@ def test_a_grid_too_short_for_its_windows_is_refused():
 def test_cli_regimes_refuses_other_scene_options(capsys):
     assert main(["eval", "recon", "--regimes", "--speeds", "0.5", "--quiet"]) != 0
     assert "--regimes" in capsys.readouterr().err
+
+
+def test_a_model_with_rate_integration_scores_it_beside_the_windowed_model():
+    from sci_edge.models.cloud.rate import RateConfig
+
+    torch.manual_seed(0)
+    model = SCIModel(SCIConfig(fem=FEMConfig(4, 4, 8, 1),
+                               analysis=AnalysisConfig(neighbors=1, stride=5, width=8),
+                               rate=RateConfig(enabled=True, width=4))).eval()
+    torch.nn.init.constant_(model.rate.mix[-1].bias, 40.0)     # take the long mean
+    torch.nn.init.constant_(model.rate.gate[-1].bias, 40.0)    # over the whole stream
+    doc = evaluate_regimes(model, images=["astronaut"], gains=(0.5,), speeds=(0.0,),
+                           windows=(11, 41), num_steps=64, size=(32, 32))
+    row = doc["rows"][0]
+    assert doc["rate"] and not doc["propagation"]
+    # still: the long mean of the counts beats the untrained windowed model and TFP 41
+    assert row["sci"] > row["sci_windowed"] + 3 and row["sci"] > row["tfp41"]

@@ -98,3 +98,25 @@ def test_codec_rows():
     assert p.cloud_side.macs > rows["codec.synthesis", "cloud"].macs > 0
     assert np.isclose(p.end_side.latency_s["torch_fp32"],
                       sum(r.latency_s["torch_fp32"] for r in end))
+
+
+def test_the_rate_integration_has_its_own_cloud_row():
+    import torch
+
+    from sci_edge.models import SCIConfig, SCIModel
+    from sci_edge.models.cloud.analysis import AnalysisConfig
+    from sci_edge.models.cloud.rate import RateConfig
+    from sci_edge.profiling.modules import cloud_rows
+
+    torch.manual_seed(0)
+    model = SCIModel(SCIConfig(analysis=AnalysisConfig(neighbors=1, stride=4, width=8,
+                                                       fuse_levels=1),
+                               rate=RateConfig(enabled=True, width=4))).eval()
+    rows = {r.name: r for r in cloud_rows(model, 16, 24, latency=False)}
+    row = rows["cloud.rate"]
+    assert row.params == sum(p.numel() for p in model.rate.parameters())
+    # two gate steps and one blend, each three convolutions over 16x24 pixels
+    gate = (11 * 4 * 9 + 4 * 4 * 9 + 4) * 16 * 24
+    blend = (8 * 4 * 9 + 4 * 4 * 9 + 4) * 16 * 24
+    assert row.macs == pytest.approx(2 * gate + blend, rel=0.05)
+    assert list(rows)[0] == "cloud.rate"

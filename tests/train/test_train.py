@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -517,3 +518,74 @@ def test_scene_cuts_keep_the_middle_window_of_each_sequence():
             assert (cut[b, 24:37] == b).all()                 # the middle window is whole
             assert (cut[b] != b).any()                         # somewhere else it cut
             assert torch.equal(spikes[b], torch.full((60, 4, 4), b, dtype=torch.uint8))
+
+
+def _rate_config(tmp_path, s1, steps=4, extra=""):
+    body = _propagation_config(tmp_path, s1, steps=steps, extra=extra).read_text()
+    body = body.replace("[model.propagation]", "[model.rate]").replace(
+        f"out_dir = \"{tmp_path / 'prop'}\"", f"out_dir = \"{tmp_path / 'rate'}\"")
+    return _write(tmp_path, "rate", body)
+
+
+def test_stage2_rate_trains_only_the_rate_integration(tmp_path):
+    train(load_config(_stage1(tmp_path, steps=2), {"workers": 0}), quiet=True)
+    s1 = tmp_path / "s1" / "final.pt"
+    extra = "count_stride_prob = 1.0\ncount_stride_max = 20\nno_worse_weight = 1.0"
+    cfg = load_config(_rate_config(tmp_path, s1, steps=4, extra=extra), {"workers": 0})
+    train(cfg, quiet=True)
+    rows = _rows(tmp_path / "rate")
+    assert all(np.isfinite(r["loss"]) and "base_psnr" in r for r in rows)
+    assert rows[1]["val_features"] > 0 and "val_base_psnr" in rows[1]
+    model = load_model(tmp_path / "rate" / "final.pt")
+    assert model.rate is not None and model.propagation is None
+    start = load_checkpoint(s1)["state"]
+    for k, v in model.state_dict().items():
+        if k.startswith("fem."):
+            assert torch.equal(v, start[k]), k
+    assert float(model.state_dict()["rate.mix.4.bias"]) != pytest.approx(-4.0)
+    from sci_edge.models import SCIModel
+
+    torch.manual_seed(0)
+    fresh = SCIModel(model.config).state_dict()
+    for k, v in model.state_dict().items():
+        if k.startswith(("analysis.", "head.")):
+            assert torch.equal(v, fresh[k]), k            # frozen (cloud_lr_scale 0)
+    cfg = load_config(_rate_config(tmp_path, s1, steps=6, extra=extra), {"workers": 0})
+    train(cfg, resume=True, quiet=True)
+    assert load_checkpoint(tmp_path / "rate" / "final.pt")["step"] == 6
+
+
+def test_count_strides_are_drawn_within_their_range(tmp_path):
+    from sci_edge.train.loop import Trainer
+
+    cfg = load_config(_rate_config(tmp_path, tmp_path / "none.pt",
+                                   extra="count_stride_prob = 0.5\ncount_stride_max = 30"))
+    t = Trainer.__new__(Trainer)
+    t.cfg = cfg
+    drawn = []
+    for step in range(200):
+        t.step = step
+        drawn.append(t.count_stride(train=True))
+        assert t.count_stride(train=False) == 7
+    assert min(drawn) == 7 and max(drawn) <= 30 and len(set(drawn)) > 5
+    assert 0.3 < np.mean([d == 7 for d in drawn]) < 0.8
+
+
+def test_rate_configs_are_checked(tmp_path):
+    body = _rate_config(tmp_path, tmp_path / "none.pt").read_text()
+    with pytest.raises(ConfigError, match="sequence_features"):
+        load_config(_write(tmp_path, "r1", body.replace("sequence_features = 9", "")))
+    both = body + "\n[model.propagation]\nenabled = true\n"
+    with pytest.raises(ConfigError, match="rate"):
+        load_config(_write(tmp_path, "r2", both))
+
+
+def test_far_cuts_keep_the_windowed_models_frames():
+    from sci_edge.train.loop import _far_cuts
+
+    spikes = torch.stack([torch.full((101, 3, 3), i, dtype=torch.uint8) for i in range(4)])
+    for step in range(20):
+        cut = _far_cuts(spikes, 50, 22, 1.0, step)
+        for b in range(4):
+            assert (cut[b, 50 - 21:50 + 22] == b).all()        # 22 steps away may go
+            assert (cut[b] != b).any()

@@ -14,7 +14,7 @@ import torch
 
 from ...errors import DataError
 from ...io.source import SpikeSource, as_source
-from ...stream import FeatureStream
+from ...stream import FeatureStream, interval_counts
 from .fem import FEM, HALF_WINDOW, WINDOW
 
 # FEM windows per batch: up to this many pixels in one batch (activations of
@@ -128,12 +128,19 @@ class FeatureExtractor:
         return (w, h) if self.transform[0] % 2 else (h, w)
 
     def grid_stream(self, stride: int, *, start: int = HALF_WINDOW,
-                    gain: float | None = None) -> FeatureStream:
+                    gain: float | None = None, counts: bool = True) -> FeatureStream:
         """Features every ``stride`` steps from ``start`` while a window fits: the
-        regular stream the codec codes."""
+        regular stream the codec codes; with ``counts``, each feature's spike
+        counts too (``FeatureStream.counts``)."""
         if int(stride) != stride or stride < 1:
             raise DataError(f"stride must be an integer >= 1, got {stride!r}")
         if start < HALF_WINDOW:
             raise DataError(f"start must be >= {HALF_WINDOW} (the window reaches back that far)")
         times = range(int(start), self.num_frames - HALF_WINDOW, int(stride))
-        return self.stream(times, gain=gain, stride=int(stride))
+        stream = self.stream(times, gain=gain, stride=int(stride))
+        if not counts or not len(stream):
+            return stream
+        c = interval_counts(self.source, stream.times, int(stride), region=self.region)
+        return FeatureStream(times=stream.times, features=stream.features,
+                             num_steps=stream.num_steps, stride=stream.stride, gain=gain,
+                             counts=transform_window(torch.from_numpy(c), self.transform).numpy())
