@@ -9,8 +9,8 @@ long-reach propagation over the stream, trained on top of ``sci_recon.pt``
 (the windowed model, which the codec's file names in the same way);
 ``load_pretrained("recon", propagation=True)`` or ``load_model`` of that file
 loads both. ``sci_recon_rate.pt`` is the long-reach rate integration of the
-stream's spike counts on top of the same windowed model
-(``load_pretrained("recon", rate=True)``)."""
+stream's spike counts on top of the same windowed model; ``load_pretrained("recon")``
+loads it where it is shipped (``rate=False``: the windowed model alone)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,19 +65,23 @@ def load_model(path: str | Path, *, device: str = "cpu") -> SCIModel:
 
 def load_pretrained(task: str = "recon", *, path: str | Path | None = None,
                     device: str = "cpu", propagation: bool = False,
-                    rate: bool = False) -> SCIModel:
+                    rate: bool | None = None) -> SCIModel:
     """The shipped SCI model for ``task`` ("recon" or "cls"), or the one at ``path``.
 
-    ``propagation=True``: the shipped recon model with its long-reach propagation
-    of the features (``REACH_ADDON``); ``rate=True``: with its long-reach rate
-    integration of the spike counts (``RATE_ADDON``). Both are opt-in (README has
-    their figures); one at a time."""
-    if (propagation or rate) and path is None:
-        if task != "recon":
-            raise DataError(f"only the recon model has a long-reach add-on, not {task!r}")
+    The shipped recon model comes with its long-reach rate integration of the
+    spike counts (``RATE_ADDON``) where that file is shipped (``rate=None``);
+    ``rate=False`` gives the windowed model alone, ``rate=True`` insists on the
+    add-on. ``propagation=True``: instead, the long-reach propagation of the
+    features (``REACH_ADDON``, opt-in: README has both add-ons' figures)."""
+    if path is None and task == "recon":
         if propagation and rate:
             raise DataError("choose one long-reach add-on: propagation or rate")
-        path = WEIGHTS_DIR / (REACH_ADDON if propagation else RATE_ADDON)
+        if propagation:
+            path = WEIGHTS_DIR / REACH_ADDON
+        elif rate or (rate is None and (WEIGHTS_DIR / RATE_ADDON).is_file()):
+            path = WEIGHTS_DIR / RATE_ADDON
+    elif path is None and (propagation or rate):
+        raise DataError(f"only the recon model has a long-reach add-on, not {task!r}")
     path = Path(path) if path is not None else pretrained_path(task)
     if not path.is_file():
         raise CheckpointError(path, "weights not found (reproduce them with the commands "
@@ -86,7 +90,6 @@ def load_pretrained(task: str = "recon", *, path: str | Path | None = None,
     if model.config.task != task:
         raise CheckpointError(path, f"weights are for task {model.config.task!r}, not {task!r}")
     return model
-
 
 
 CODEC_WEIGHTS = "sci_codec.pt"

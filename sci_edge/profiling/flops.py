@@ -309,6 +309,15 @@ def sci_flops(model=None, height: int = 256, width: int = 256) -> dict:
     fem = count_flops(model.fem, fem_input(height, width))
     features = cloud_input(model, height, width)
     cloud = count_flops(_Analyse(model), features)
+    if getattr(model, "rate", None) is not None:
+        # the rate integration's share of an output (profiling.modules' cloud.rate row)
+        from .modules import _RateStep
+
+        px = torch.rand(1, 2, height, width, generator=torch.Generator().manual_seed(3))
+        extra = count_flops(_RateStep(model.rate).eval(), px)
+        ops = Counter(cloud["by_operator"]) + Counter(extra["by_operator"])
+        cloud = {**cloud, **{k: cloud[k] + extra[k] for k in ("flops", "flops_2x", "other_ops")},
+                 "by_operator": dict(ops)}
     return {"height": height, "width": width, "task": model.config.task,
             "end_side_fem_flops_per_feature_frame": fem["flops"],
             "end_side_fem_gflops": fem["flops"] / 1e9,

@@ -128,6 +128,8 @@ class TrainConfig:
     count_stride_max: int = _at_least(1, 50)
     rate_mean_weight: float = _at_least(0.0, 0.0)  # model.rate: weight of the log MSE of
                                                    # the long mean alone (teaches the gate)
+    no_worse_patch: int = _at_least(0, 0)   # model.rate: no_worse_weight per patch of this
+                                            # many pixels a side (0: per sequence)
     # stage 3: R + lambda * D, one lambda per quality index (as many as model.codec.qualities)
     lambdas: tuple[float, ...] = field(default=(100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
                                        metadata={"gt": 0.0})

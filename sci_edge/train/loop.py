@@ -414,7 +414,13 @@ class Trainer:
             loss = loss + cfg.rate_mean_weight * torch.log(mean_err + floor).mean()
             m["mean_psnr"] = _psnr(mean.detach() / scale, rate / scale).mean().item()
         if cfg.no_worse_weight > 0:
-            excess = F.relu(log_err - torch.log(base_err + floor)).mean()
+            if cfg.no_worse_patch:      # patch by patch: no region may lose to the window
+                k = cfg.no_worse_patch
+                pe = F.avg_pool2d(((pred - rate) / scale).pow(2), k, k, ceil_mode=True)
+                pb = F.avg_pool2d(((base - rate) / scale).pow(2), k, k, ceil_mode=True)
+                excess = F.relu(torch.log(pe + floor) - torch.log(pb + floor)).mean()
+            else:
+                excess = F.relu(log_err - torch.log(base_err + floor)).mean()
             loss = loss + cfg.no_worse_weight * excess
             m["excess_mse"] = excess.item()
         return loss, {"loss": loss.item(), **m}

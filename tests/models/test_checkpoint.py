@@ -116,8 +116,9 @@ def test_shipped_weights_still_load(task):
     doc = load_checkpoint(path)
     config = SCIConfig.from_dict(doc["model_config"])
     made = config.to_dict()
-    # fields added since (the propagation) take their defaults: off
+    # fields added since (the propagation, the rate integration) take their defaults: off
     assert {k: v for k, v in made.items() if k in doc["model_config"]} == doc["model_config"]
-    assert set(made) - set(doc["model_config"]) <= {"propagation"}
+    assert set(made) - set(doc["model_config"]) <= {"propagation", "rate"}
     assert "propagation" in doc["model_config"] or not config.propagation.enabled
+    assert "rate" in doc["model_config"] or not config.rate.enabled
     assert load_model(path).config == config

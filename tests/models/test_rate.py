@@ -294,7 +294,9 @@ def test_the_shipped_recon_model_comes_with_its_rate_integration():
         pytest.skip(f"{RATE_ADDON} not shipped in this checkout")
     model = load_pretrained("recon", rate=True)
     assert model.rate is not None and model.propagation is None
-    assert load_pretrained("recon").rate is None                # opt-in
+    assert load_pretrained("recon").rate is not None            # on where shipped
+    assert load_pretrained("recon", rate=False).rate is None    # the windowed model
+    assert load_pretrained("recon", propagation=True).rate is None
     with pytest.raises(DataError, match="recon"):
         load_pretrained("cls", rate=True)
     with pytest.raises(DataError, match="one long-reach"):

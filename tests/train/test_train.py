@@ -530,11 +530,13 @@ def _rate_config(tmp_path, s1, steps=4, extra=""):
 def test_stage2_rate_trains_only_the_rate_integration(tmp_path):
     train(load_config(_stage1(tmp_path, steps=2), {"workers": 0}), quiet=True)
     s1 = tmp_path / "s1" / "final.pt"
-    extra = "count_stride_prob = 1.0\ncount_stride_max = 20\nno_worse_weight = 1.0"
+    extra = ("count_stride_prob = 1.0\ncount_stride_max = 20\nno_worse_weight = 1.0\n"
+             "no_worse_patch = 4\nrate_mean_weight = 0.5")
     cfg = load_config(_rate_config(tmp_path, s1, steps=4, extra=extra), {"workers": 0})
     train(cfg, quiet=True)
     rows = _rows(tmp_path / "rate")
-    assert all(np.isfinite(r["loss"]) and "base_psnr" in r for r in rows)
+    assert all(np.isfinite(r["loss"]) and "base_psnr" in r and "mean_psnr" in r
+               and "excess_mse" in r for r in rows)
     assert rows[1]["val_features"] > 0 and "val_base_psnr" in rows[1]
     model = load_model(tmp_path / "rate" / "final.pt")
     assert model.rate is not None and model.propagation is None
