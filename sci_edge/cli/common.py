@@ -147,13 +147,13 @@ def warn_stride(prog: str, analysis_stride: int, stride: int) -> None:
 
 
 def add_reach(p) -> None:
-    """--max-reach / --lookahead: the long-reach propagation's bounds (recon models
-    that have one; others ignore them)."""
+    """--max-reach / --lookahead: the long-reach bounds of the rate integration or the
+    propagation (recon models that have one; others ignore them)."""
     from . import args as A
 
     p.add_argument("--max-reach", type=A.positive_int, metavar="STEPS",
-                   help="spike steps the propagated state remembers (default: the whole "
+                   help="spike steps the long-reach state remembers (default: the whole "
                         "recording or stream)")
     p.add_argument("--lookahead", type=A.non_negative_int, metavar="FEATURES",
-                   help="later features an output may wait for (default: all; 0: causal, "
-                        "for live decoding)")
+                   help="later features (count intervals) an output may wait for (default: "
+                        "all; 0: causal, for live decoding)")

@@ -29,8 +29,9 @@ def register(sub) -> None:
     e.add_argument("--regimes", action="store_true",
                    help="scenes: the grid of gains 0.05/0.15/0.5 x pans at 0-1.5 px per step "
                         "(448 steps, 128x128, --limit photographs, default 2), SCI with and "
-                        "without its propagation (default weights: the shipped model with "
-                        "sci_recon_reach.pt) beside TFP over 41-401 frames and TFI")
+                        "without its long reach (default weights: the shipped model with "
+                        "sci_recon_rate.pt, else sci_recon_reach.pt) beside TFP over 41-401 "
+                        "frames and TFI")
     add_reach(e)
     add_quiet(e)
     add_json(e)

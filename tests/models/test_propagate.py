@@ -186,29 +186,32 @@ def _shipped_recon():
     return path
 
 
-def test_a_propagation_on_the_shipped_model_exports_by_reference(tmp_path):
+@pytest.mark.parametrize("addon", ["propagation", "rate"])
+def test_an_addon_on_the_shipped_model_exports_by_reference(tmp_path, addon):
     from sci_edge.errors import CheckpointError
     from sci_edge.models.checkpoint import load_checkpoint, save_checkpoint
+    from sci_edge.models.cloud.rate import RateConfig
     from sci_edge.models.pretrained import load_model
     from sci_edge.train.export import export_weights
 
     base = _shipped_recon()
     doc = load_checkpoint(base)
+    kind = PropagationConfig if addon == "propagation" else RateConfig
     cfg = dataclasses.replace(SCIConfig.from_dict(doc["model_config"]),
-                              propagation=PropagationConfig(enabled=True, width=4))
+                              **{addon: kind(enabled=True, width=4)})
     model = SCIModel(cfg)
     missing = model.load_state_dict(doc["state"], strict=False).missing_keys
-    assert missing and all(k.startswith("propagation.") for k in missing)
-    torch.nn.init.normal_(model.propagation.gate[-1].weight, std=0.1)
+    assert missing and all(k.startswith(f"{addon}.") for k in missing)
+    torch.nn.init.normal_(getattr(model, addon).gate[-1].weight, std=0.1)
     ckpt = save_checkpoint(tmp_path / "final.pt", kind="sci", model_config=cfg.to_dict(),
                            state=model.state_dict())
-    out = export_weights(ckpt, tmp_path / "reach.pt")
+    out = export_weights(ckpt, tmp_path / "addon.pt")
     small = load_checkpoint(out)
     assert small["model_config"]["sci_from"]["file"] == base.name
-    assert all(k.startswith("propagation.") for k in small["state"])
+    assert all(k.startswith(f"{addon}.") for k in small["state"])
     assert out.stat().st_size < 64 * 1024
     loaded = load_model(out)
-    assert loaded.propagation is not None
+    assert getattr(loaded, addon) is not None
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
     # a base file that is not the one it was made with is refused, by name

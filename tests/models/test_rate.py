@@ -261,31 +261,6 @@ def _shipped_recon():
     return path
 
 
-def test_a_rate_integration_on_the_shipped_model_exports_by_reference(tmp_path):
-    from sci_edge.models.checkpoint import load_checkpoint, save_checkpoint
-    from sci_edge.models.pretrained import load_model
-    from sci_edge.train.export import export_weights
-
-    base = _shipped_recon()
-    doc = load_checkpoint(base)
-    cfg = dataclasses.replace(SCIConfig.from_dict(doc["model_config"]),
-                              rate=RateConfig(enabled=True, width=4))
-    model = SCIModel(cfg)
-    missing = model.load_state_dict(doc["state"], strict=False).missing_keys
-    assert missing and all(k.startswith("rate.") for k in missing)
-    ckpt = save_checkpoint(tmp_path / "final.pt", kind="sci", model_config=cfg.to_dict(),
-                           state=model.state_dict())
-    out = export_weights(ckpt, tmp_path / "rate.pt")
-    small = load_checkpoint(out)
-    assert small["model_config"]["sci_from"]["file"] == base.name
-    assert all(k.startswith("rate.") for k in small["state"])
-    assert out.stat().st_size < 64 * 1024
-    loaded = load_model(out)
-    assert loaded.rate is not None
-    for k, v in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[k], v), k
-
-
 def test_the_shipped_recon_model_comes_with_its_rate_integration():
     from sci_edge.models.pretrained import RATE_ADDON, WEIGHTS_DIR, load_pretrained
 

@@ -33,13 +33,14 @@ output.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..layers import conv1x1, conv3x3
+from .propagate import PropagationConfig
 
 GATE_INPUTS = 11
 # decay per interval of the recent sums: about 2.5 and 10 intervals
@@ -50,17 +51,8 @@ BLEND_BIAS = -4.0       # ~0.02 of the mean at the start: the windowed output as
 
 
 @dataclass(frozen=True)
-class RateConfig:
-    enabled: bool = False
-    width: int = field(default=16, metadata={"min": 1})
-
-    def __post_init__(self):
-        from ...config import check_fields
-
-        check_fields(self)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+class RateConfig(PropagationConfig):
+    """``model.rate``: on or off, and the width of the gate's and the blend's CNNs."""
 
 
 @dataclass
