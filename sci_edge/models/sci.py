@@ -204,8 +204,7 @@ class SCIModel(nn.Module):
         sent at another feature rate: the windowed analysis then reads its 2K+1
         features that far apart)."""
         s = self.config.analysis.stride
-        if stream.stride is None or stream.stride == s or len(stream) < 2 \
-                or not np.all(np.diff(stream.times) == stream.stride):
+        if stream.stride == s or not _on_its_grid(stream):
             return s
         if all(stream.has(u) for t in times for u in self.output_times(t, stream.num_steps)):
             return s
@@ -242,8 +241,7 @@ class SCIModel(nn.Module):
         rates = self._rates(source, times, stream.num_steps, progress, flows=stream,
                             stride=stride)
         if propagate and self.rate is not None and stream.counts is not None \
-                and stream.stride is not None and len(stream) > 1 \
-                and np.all(np.diff(stream.times) == stream.stride):
+                and _on_its_grid(stream):
             rates = self._stream_rate_blend(rates, stream, times, reach, lookahead)
         return np.clip(rates / gain, 0.0, 1.0).astype(np.float32)
 
@@ -270,8 +268,10 @@ class SCIModel(nn.Module):
         ``reach``, ``lookahead`` (a model with propagation): the spike steps a
         propagated state remembers (None: the whole recording; features further
         away than that from every output are not computed) and the later features
-        each output may wait for (None: all; 0: causal); ``propagate=False`` runs
-        the windowed analysis alone.
+        each output may wait for (None: all; 0: causal); the same bounds hold for
+        a model with rate integration (its counts are read from ``spikes`` on each
+        output's stride grid); ``propagate=False`` runs the windowed analysis
+        alone.
         ``progress``: called with the fraction of one output just finished."""
         if self.config.task != "recon":
             raise DataError("this model classifies; it does not reconstruct")
@@ -299,9 +299,9 @@ class SCIModel(nn.Module):
             part = total / len(passes) if len(passes) > 1 else total
             rate[:, y0:y1, x0:x1] = part[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
         if propagate and self.rate is not None:
+            s = self.config.analysis.stride
             rate = self._rate_blend(rate, times, T, reach, lookahead,
-                                    lambda ts: interval_counts(source, ts, self.config.
-                                                               analysis.stride))
+                                    lambda ts: interval_counts(source, ts, s))
         return np.clip(rate / gain, 0.0, 1.0).astype(np.float32)
 
     # --- long-reach propagation ------------------------------------------------------
@@ -558,6 +558,12 @@ class _DictFeatures(_StreamFeatures):
     def release(self, before: int) -> None:
         for t in [t for t in self.features if t < before]:
             del self.features[t]
+
+
+def _on_its_grid(stream: FeatureStream) -> bool:
+    """A regular stream: two or more features, exactly its stride apart."""
+    return stream.stride is not None and len(stream) > 1 and \
+        bool(np.all(np.diff(stream.times) == stream.stride))
 
 
 def _check_reach(reach, lookahead) -> None:
