@@ -67,7 +67,7 @@ class FeatureStream:
             if c.size and c.max() > self.stride:
                 raise DataError(f"feature stream: a count of {int(c.max())} spikes over "
                                 f"{self.stride} steps (a pixel fires at most once a step)")
-            self.counts = c.astype(np.uint8 if self.stride < 256 else np.uint16, copy=False)
+            self.counts = c.astype(count_dtype(self.stride), copy=False)
         self._index = {int(t): i for i, t in enumerate(self.times)}
 
     @property
@@ -102,6 +102,11 @@ class FeatureStream:
         return f"{self.times[0]}..{self.times[-1]}{step}"
 
 
+def count_dtype(stride: int) -> type:
+    """The smallest unsigned type that holds ``stride`` steps' spikes of a pixel."""
+    return np.uint8 if stride < 256 else np.uint16
+
+
 def count_interval(t: int, stride: int) -> tuple[int, int]:
     """The spike steps [a, b) whose spikes the feature at t counts: ``stride``
     steps around t, so the intervals of a grid ``stride`` apart tile the time line."""
@@ -121,7 +126,7 @@ def interval_counts(source, times, stride: int, *,
         raise DataError(f"stride must be an integer >= 1, got {stride!r}")
     T, H, W = src.shape
     y0, y1, x0, x1 = region or (0, H, 0, W)
-    dtype = np.uint8 if stride < 256 else np.uint16
+    dtype = count_dtype(stride)
     out = np.zeros((len(times), y1 - y0, x1 - x0), dtype)
     for i, t in enumerate(times):
         a, b = count_interval(t, stride)

@@ -16,6 +16,16 @@ def conv1x1(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1)
 
 
+def gate_net(cin: int, width: int, bias: float) -> nn.Sequential:
+    """conv3x3-LeakyReLU-conv3x3-LeakyReLU-conv1x1 to one logit, starting at ``bias``
+    everywhere (last layer's weights zero): the long-reach gates and blends."""
+    net = nn.Sequential(conv3x3(cin, width), nn.LeakyReLU(0.1),
+                        conv3x3(width, width), nn.LeakyReLU(0.1), conv1x1(width, 1))
+    nn.init.zeros_(net[-1].weight)
+    nn.init.constant_(net[-1].bias, bias)
+    return net
+
+
 class ResBlock(nn.Module):
     """conv-ReLU-conv with an identity skip."""
 

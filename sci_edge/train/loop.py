@@ -400,7 +400,6 @@ class Trainer:
         net = self.ddp if train else self.trainable
         pred, base, mean = net(windows, counts=counts, count_stride=cs, count_at=at)
         err = ((pred - rate) / scale).pow(2).flatten(1).mean(1)
-        base_err = ((base - rate) / scale).pow(2).flatten(1).mean(1)
         floor = 1e-7                                      # 70 dB: no gain counts beyond it
         log_err = torch.log(err + floor)
         loss = log_err.mean()
@@ -420,6 +419,7 @@ class Trainer:
                 pb = F.avg_pool2d(((base - rate) / scale).pow(2), k, k, ceil_mode=True)
                 excess = F.relu(torch.log(pe + floor) - torch.log(pb + floor)).mean()
             else:
+                base_err = ((base - rate) / scale).pow(2).flatten(1).mean(1)
                 excess = F.relu(log_err - torch.log(base_err + floor)).mean()
             loss = loss + cfg.no_worse_weight * excess
             m["excess_mse"] = excess.item()

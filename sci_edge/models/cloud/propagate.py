@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import conv1x1, conv3x3
+from ..layers import gate_net
 
 # the gate's inputs: feature, state, scaled difference, its local mean, the
 # difference over the noise expected at that level, log count, and the signed
@@ -70,11 +70,7 @@ class FeaturePropagation(nn.Module):
     def __init__(self, config: PropagationConfig | None = None):
         super().__init__()
         self.config = config = config or PropagationConfig(enabled=True)
-        w = config.width
-        self.gate = nn.Sequential(conv3x3(GATE_INPUTS, w), nn.LeakyReLU(0.1),
-                                  conv3x3(w, w), nn.LeakyReLU(0.1), conv1x1(w, 1))
-        nn.init.zeros_(self.gate[-1].weight)
-        nn.init.constant_(self.gate[-1].bias, KEEP_BIAS)
+        self.gate = gate_net(GATE_INPUTS, config.width, KEEP_BIAS)
 
     def keep(self, feature: torch.Tensor, state: torch.Tensor, count: torch.Tensor):
         """(B, 1, H, W) each -> keep probability of the carried state, (B, 1, H, W)."""

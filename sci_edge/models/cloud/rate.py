@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import conv1x1, conv3x3
+from ..layers import gate_net
 from .propagate import PropagationConfig
 
 GATE_INPUTS = 11
@@ -70,14 +70,6 @@ class RateState:
         return self.recent - float(stride) * self.weight * self.mean
 
 
-def _small_net(cin: int, width: int, bias: float) -> nn.Sequential:
-    net = nn.Sequential(conv3x3(cin, width), nn.LeakyReLU(0.1),
-                        conv3x3(width, width), nn.LeakyReLU(0.1), conv1x1(width, 1))
-    nn.init.zeros_(net[-1].weight)
-    nn.init.constant_(net[-1].bias, bias)
-    return net
-
-
 class RateIntegration(nn.Module):
     """Counts (B, N, H, W) on a regular grid -> merged long-reach mean rate and
     reach at chosen grid positions; ``blend`` mixes that with the windowed output."""
@@ -85,8 +77,8 @@ class RateIntegration(nn.Module):
     def __init__(self, config: RateConfig | None = None):
         super().__init__()
         self.config = config = config or RateConfig(enabled=True)
-        self.gate = _small_net(GATE_INPUTS, config.width, KEEP_BIAS)
-        self.mix = _small_net(BLEND_INPUTS, config.width, BLEND_BIAS)
+        self.gate = gate_net(GATE_INPUTS, config.width, KEEP_BIAS)
+        self.mix = gate_net(BLEND_INPUTS, config.width, BLEND_BIAS)
 
     # --- one direction ---------------------------------------------------------------
     def keep(self, recent: torch.Tensor, weight: torch.Tensor, state: RateState,
