@@ -87,11 +87,13 @@ weights-reach: $(STAMP)
 		--export-weights sci_edge/weights/sci_recon_reach.pt
 
 # The recon model's long-reach rate integration of the stream's spike counts, trained
-# on top of the shipped windowed model (frozen) in two parts (CPU, 45 + 25 min), exported
-# by reference to it.
+# on top of the shipped windowed model (frozen) in three parts (CPU, 45 + 25 min, then
+# the blend alone: 35 min for its input cache and a few for 3000 steps), exported by
+# reference to it.
 weights-rate: $(STAMP)
 	$(SE) --stage 2 --task recon --config stage2_rate
-	$(SE) --stage 2 --task recon --config stage2_rate_tune \
+	$(SE) --stage 2 --task recon --config stage2_rate_tune
+	$(SE) --stage 2 --task recon --config stage2_rate_blend \
 		--export-weights sci_edge/weights/sci_recon_rate.pt
 
 # The CPU-only recipe (smaller analysis; README gives its figures).

@@ -155,7 +155,8 @@ class SCIModel(nn.Module):
 
     def forward(self, windows: torch.Tensor | None, return_features: bool = False, *,
                 sequence: torch.Tensor | None = None, counts: torch.Tensor | None = None,
-                count_stride: int | None = None, count_at: int | None = None):
+                count_stride: int | None = None, count_at: int | None = None,
+                blend: tuple | None = None):
         """Spike windows -> output; with ``return_features`` also the features F.
 
         ``sequence`` (B, N, H, W), N odd, instead of windows: features on the
@@ -163,7 +164,10 @@ class SCIModel(nn.Module):
         (training with propagation). ``counts`` (B, N, H, W) spikes per interval of
         ``count_stride`` steps, with the windows of the output at interval
         ``count_at``: the output blended with the counts' long-reach mean, the
-        windowed output and that mean (training the rate integration)."""
+        windowed output and that mean (training the rate integration). ``blend``
+        (base, mean, reach, stride) instead: the rate integration's blend alone."""
+        if blend is not None:
+            return self.rate.blend(*blend)
         if counts is not None:
             base = self.analyse(self.extract(windows))
             mean, reach = self.rate(counts, count_stride, [count_at])

@@ -90,24 +90,18 @@ class CodecTrainer(Trainer):
 
     # --- data: cached FEM features (data.cache) or simulated on the fly ---------------
     def _cache(self, split: str) -> dict | None:
-        from pathlib import Path
-
-        from .feature_cache import build_feature_cache, load_feature_cache
+        from .feature_cache import build_feature_cache, cache_file, load_feature_cache
 
         cfg = self.cfg
         if cfg.data.cache is None:
             return None
-        path = Path(cfg.data.cache)
-        if split != "train":
-            path = path.with_name(path.stem + "_val.npz")
-        if not path.is_file():
-            if self.world > 1:
-                raise CheckpointError(path, "build the feature cache in a single process first")
+
+        def build(path, split):
             build_feature_cache(path, cfg.data, self.model.sci,
                                 split="train" if split == "train" else "test",
                                 items=None if split == "train" else max(cfg.data.val_items, 1),
                                 workers=cfg.workers, quiet=self.quiet)
-        return load_feature_cache(path)
+        return load_feature_cache(cache_file(cfg.data.cache, split, self.world, build))
 
     def _train_data(self):
         from torch.utils.data import DataLoader

@@ -130,6 +130,11 @@ class TrainConfig:
                                                    # the long mean alone (teaches the gate)
     no_worse_patch: int = _at_least(0, 0)   # model.rate: no_worse_weight per patch of this
                                             # many pixels a side (0: per sequence)
+    # model.rate: train the blend alone, its gate frozen as init_cloud has it, on the
+    # blend's inputs computed once into data.cache (built when missing) at these count
+    # strides: the first in most steps, the others in a share count_stride_prob
+    rate_blend_only: bool = False
+    blend_strides: tuple[int, ...] = _at_least(1, (5, 10, 25, 50))
     # stage 3: R + lambda * D, one lambda per quality index (as many as model.codec.qualities)
     lambdas: tuple[float, ...] = field(default=(100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
                                        metadata={"gt": 0.0})
@@ -188,6 +193,15 @@ class TrainConfig:
         elif long_reach and self.stage == 2:
             raise FieldError("sequence_features", "model.propagation and model.rate train on "
                                                   "sequences: set sequence_features")
+        if self.rate_blend_only:
+            if not (self.stage == 2 and self.model.rate.enabled and self.sequence_features):
+                raise FieldError("rate_blend_only", "is for stage 2 with model.rate enabled")
+            if self.init_cloud is None:
+                raise FieldError("rate_blend_only", "the gate comes trained: set init_cloud")
+            if self.data.cache is None:
+                raise FieldError("data.cache", "rate_blend_only trains on a cache: name its file")
+            if not self.blend_strides:
+                raise FieldError("blend_strides", "needs at least one stride")
         if self.fem_lr_scale > 0 and self.stage != 2:
             raise FieldError("fem_lr_scale", "is for stage 2 (stage 1 trains the FEM anyway)")
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DataError
+from ..errors import CheckpointError, DataError
 from ..io._atomic import atomic_path
 from .config import DataConfig
 from .data import INFINITE, SceneSamples
@@ -57,15 +57,35 @@ def build_feature_cache(path: str | Path, cfg: DataConfig, sci, *, split: str = 
 
 
 def load_feature_cache(path: str | Path) -> dict[str, np.ndarray]:
+    return load_npz_cache(path, FORMAT, ("features", "rates", "alphas", "stride"),
+                          "feature cache")
+
+
+def load_npz_cache(path: str | Path, fmt: str, keys, what: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of a training cache whose ``format`` is ``fmt``; a clear
+    error naming the file (and how to rebuild it) otherwise."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            if str(z["format"]) != FORMAT:
-                raise DataError(f"{path}: not a sci_edge feature cache")
-            return {k: z[k] for k in ("features", "rates", "alphas", "stride")}
+            if str(z["format"]) != fmt:
+                raise DataError(f"{path}: not a sci_edge {what}")
+            return {k: z[k] for k in keys}
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: unreadable feature cache ({exc}); delete it to rebuild") \
-            from None
+        raise DataError(f"{path}: unreadable {what} ({exc}); delete it to rebuild") from None
+
+
+def cache_file(cache: str | Path, split: str, world: int, build) -> Path:
+    """The cache file of ``split`` (the validation split beside the training one as
+    ``<stem>_val.npz``), first built by ``build(path, split)`` where it is missing
+    (in a single process: ranks would race to write it)."""
+    path = Path(cache)
+    if split != "train":
+        path = path.with_name(path.stem + "_val.npz")
+    if not path.is_file():
+        if world > 1:
+            raise CheckpointError(path, "build the cache in a single process first")
+        build(path, split)
+    return path
 
 
 class CachedFeatureSamples(Dataset):

@@ -34,6 +34,9 @@ from ..models.end.fem import FEM, WINDOW, FEMConfig, LightReconHead
 from ..models.sci import SCIConfig, SCIModel, gather_windows
 from .config import TrainConfig
 from .data import SceneSamples, SMNISTSamples
+from .rate_cache import count_grid, sum_intervals
+
+LOG_FLOOR = 1e-7        # the rate losses' floor on the MSE: 70 dB, no gain counts beyond it
 
 _LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 
@@ -236,7 +239,13 @@ class Trainer:
                                                      for k in doc["state"]):
                 _load_part(model, doc["state"], ("propagation.",), cfg.init_cloud)
             if model.rate is not None and any(k.startswith("rate.") for k in doc["state"]):
-                _load_part(model, doc["state"], ("rate.",), cfg.init_cloud)
+                # blend alone: the gate as trained; the blend may be a new one
+                fresh += _load_part(model, doc["state"], ("rate.gate.",), cfg.init_cloud) \
+                    if cfg.rate_blend_only else \
+                    _load_part(model, doc["state"], ("rate.",), cfg.init_cloud)
+            elif cfg.rate_blend_only:
+                raise CheckpointError(cfg.init_cloud, "holds no trained rate gate "
+                                                      "(rate_blend_only needs one)")
             if fresh and self.rank == 0 and not self.quiet:
                 print(f"init_cloud: {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}"
                       f"{', ...' if len(fresh) > 4 else ''})", file=sys.stderr)
@@ -249,6 +258,9 @@ class Trainer:
             p.requires_grad_(self.fem_trains)
         if cfg.cloud_lr_scale == 0:
             for p in [*model.analysis.parameters(), *model.head.parameters()]:
+                p.requires_grad_(False)
+        if cfg.rate_blend_only:     # the gate as init_cloud trained it: its means are cached
+            for p in model.rate.gate.parameters():
                 p.requires_grad_(False)
         model.fem.eval()   # no dropout or batch norm in the FEM: eval mode, trained or not
         return model, model
@@ -265,8 +277,32 @@ class Trainer:
         return self.model_config().to_dict()
 
     # --- data ------------------------------------------------------------------------
+    def _rate_cache(self, split: str) -> dict:
+        """``rate_blend_only``'s cached blend inputs (``data.cache``; the validation
+        split beside it as ``<stem>_val.npz``), built first when missing."""
+        from .feature_cache import cache_file
+        from .rate_cache import build_rate_cache, load_rate_cache
+
+        cfg = self.cfg
+
+        def build(path, split):
+            build_rate_cache(path, cfg.data, self.model, num_steps=self.span,
+                             strides=tuple(cfg.blend_strides), cut_prob=cfg.cut_prob,
+                             split="train" if split == "train" else "test",
+                             items=None if split == "train" else max(cfg.data.val_items, 1),
+                             quiet=self.quiet)
+        return load_rate_cache(cache_file(cfg.data.cache, split, self.world, build))
+
     def _train_data(self):
         cfg = self.cfg
+        if cfg.rate_blend_only:
+            from .rate_cache import CachedBlendSamples
+
+            ds = CachedBlendSamples(self._rate_cache("train"), cfg.data.size, cfg.data.seed,
+                                    cfg.count_stride_prob)
+            sampler = StreamSampler(self.step, cfg.optim.steps, cfg.optim.batch, self.world,
+                                    self.rank)
+            return DataLoader(ds, batch_size=cfg.optim.batch, sampler=sampler)
         if cfg.data.dataset == "scenes":
             ds = SceneSamples(cfg.data, self.span)
         else:
@@ -282,6 +318,18 @@ class Trainer:
 
     def _val_batches(self):
         cfg = self.cfg
+        if cfg.rate_blend_only:
+            from .rate_cache import CachedBlendSamples
+
+            if not hasattr(self, "_val_rate_cache"):
+                self._val_rate_cache = self._rate_cache("val")
+            cache = self._val_rate_cache
+            n = len(cache["alphas"])
+            # every validation sample at every stride, in turn
+            ds = torch.utils.data.ConcatDataset([
+                CachedBlendSamples(cache, cfg.data.size, 0, 0.0, length=n, augment=False,
+                                   stride_index=j) for j in range(len(cache["strides"]))])
+            return DataLoader(ds, batch_size=8, shuffle=False)
         if cfg.data.dataset == "scenes":
             ds = SceneSamples(cfg.data, self.span, split="test", length=cfg.data.val_items,
                               seed_offset=12345)
@@ -301,6 +349,8 @@ class Trainer:
             loss, m = self._with_smoothness(F.cross_entropy(logits, labels), features,
                                             task_key="ce")
             return loss, {**m, "acc": (logits.argmax(1) == labels).float().mean().item()}
+        if cfg.rate_blend_only:
+            return self._forward_blend(batch, train)
         spikes, rate, alpha = (b.to(self.device) for b in batch)
         scale = alpha.view(-1, 1, 1, 1)
         if cfg.stage == 1:
@@ -391,27 +441,44 @@ class Trainer:
         windows = gather_windows(spikes, [mid + k * s for k in range(-K, K + 1)]).float()
         cs = self.count_stride(train)
         steps = self.sequence_length(train) * s          # the span the curriculum allows
-        half = max(0, (min(steps, T) // cs - 1) // 2)
-        starts = [mid - cs // 2 + k * cs for k in range(-half, half + 1)]
-        starts = [a for a in starts if a >= 0 and a + cs <= T]
-        at = starts.index(mid - cs // 2)
-        counts = torch.stack([spikes[:, a:a + cs].sum(1, dtype=torch.float32) for a in starts],
-                             1)
+        starts, at = count_grid(T, mid, cs, span=min(steps, T))
+        counts = sum_intervals(spikes, starts, cs)
         net = self.ddp if train else self.trainable
         pred, base, mean = net(windows, counts=counts, count_stride=cs, count_at=at)
-        err = ((pred - rate) / scale).pow(2).flatten(1).mean(1)
-        floor = 1e-7                                      # 70 dB: no gain counts beyond it
-        log_err = torch.log(err + floor)
-        loss = log_err.mean()
-        m = {"psnr": _psnr(pred.detach() / scale, rate / scale).mean().item(),
-             "base_psnr": _psnr(base / scale, rate / scale).mean().item(),
-             "features": float(len(starts))}
+        loss, m = self._rate_loss(pred, base, rate, scale)
+        m["features"] = float(len(starts))
         if cfg.rate_mean_weight > 0:
             # the long mean on its own: the gate learns where to reset even where
             # the blend does not take the mean (yet)
             mean_err = ((mean - rate) / scale).pow(2).flatten(1).mean(1)
-            loss = loss + cfg.rate_mean_weight * torch.log(mean_err + floor).mean()
+            loss = loss + cfg.rate_mean_weight * torch.log(mean_err + LOG_FLOOR).mean()
             m["mean_psnr"] = _psnr(mean.detach() / scale, rate / scale).mean().item()
+        m["loss"] = loss.item()
+        return loss, m
+
+    def _forward_blend(self, batch, train: bool):
+        """``rate_blend_only``: cached windowed output, long mean and reach at the
+        item's count stride -> the blend; the rate integration's loss."""
+        base, mean, reach, rate, alpha, stride = (b.to(self.device) for b in batch)
+        net = self.ddp if train else self.trainable
+        pred = net(None, blend=(base, mean, reach, stride))
+        scale = alpha.view(-1, 1, 1, 1)
+        loss, m = self._rate_loss(pred, base, rate, scale)
+        m["mean_psnr"] = _psnr(mean / scale, rate / scale).mean().item()
+        m["loss"] = loss.item()
+        return loss, m
+
+    def _rate_loss(self, pred, base, rate, scale):
+        """The rate integration's loss: the mean log MSE (every light level and PSNR
+        counts alike) plus ``no_worse_weight`` times the log excess over the windowed
+        output ``base``, per ``no_worse_patch`` patch or per sequence."""
+        cfg = self.cfg
+        floor = LOG_FLOOR
+        err = ((pred - rate) / scale).pow(2).flatten(1).mean(1)
+        log_err = torch.log(err + floor)
+        loss = log_err.mean()
+        m = {"psnr": _psnr(pred.detach() / scale, rate / scale).mean().item(),
+             "base_psnr": _psnr(base / scale, rate / scale).mean().item()}
         if cfg.no_worse_weight > 0:
             if cfg.no_worse_patch:      # patch by patch: no region may lose to the window
                 k = cfg.no_worse_patch
@@ -423,7 +490,7 @@ class Trainer:
                 excess = F.relu(log_err - torch.log(base_err + floor)).mean()
             loss = loss + cfg.no_worse_weight * excess
             m["excess_mse"] = excess.item()
-        return loss, {"loss": loss.item(), **m}
+        return loss, m
 
     def _with_smoothness(self, task_loss, features, task_key: str):
         """Stage II's loss: the task's, plus the Laplacian constraint on every
@@ -447,7 +514,7 @@ class Trainer:
         for batch in self._val_batches():
             _, m = self._forward(batch, train=False)
             k = batch[0].shape[0]
-            if self.cfg.task == "recon":
+            if self.cfg.task == "recon" and not self.cfg.rate_blend_only:
                 spikes, rate, alpha = batch
                 mid = spikes.shape[1] // 2
                 # TFP over the whole sample, the frames the model reads too

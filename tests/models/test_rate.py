@@ -81,9 +81,22 @@ def test_the_blend_runs_from_the_windowed_output_to_the_long_mean():
     np.testing.assert_allclose(_forced(0.0, 40.0).blend(base, mean, reach, 5), mean, atol=1e-6)
 
 
+def test_the_blend_takes_a_stride_per_item():
+    torch.manual_seed(0)
+    r = RateIntegration(RateConfig(enabled=True, width=4))
+    torch.nn.init.normal_(r.mix[-1].weight, std=0.5)
+    r.requires_grad_(False)
+    base, mean = torch.rand(3, 1, 9, 8) * 0.3, torch.rand(3, 1, 9, 8) * 0.3
+    reach = torch.rand(3, 1, 9, 8) * 40 + 1
+    strides = torch.tensor([5, 20, 50])
+    each = torch.cat([r.blend(base[i:i + 1], mean[i:i + 1], reach[i:i + 1], int(s))
+                      for i, s in enumerate(strides)])
+    np.testing.assert_allclose(r.blend(base, mean, reach, strides), each, atol=1e-6)
+    assert not torch.allclose(r.blend(base, mean, reach, 5), each)     # the stride matters
+
+
 def test_the_evidence_of_an_if_pixel_stays_within_spikes_under_constant_light():
     # the gate's evidence: a static integrate-and-fire pixel's counts never drift
-    # from its rate by more than about a spike over any run of intervals
     # from its rate by more than a few spikes over any run of intervals, while a
     # change of light makes it grow with every interval
     light = np.full((400, 4, 4), 0.37, np.float32)

@@ -105,7 +105,7 @@ def test_the_rate_integration_has_its_own_cloud_row():
 
     from sci_edge.models import SCIConfig, SCIModel
     from sci_edge.models.cloud.analysis import AnalysisConfig
-    from sci_edge.models.cloud.rate import RateConfig
+    from sci_edge.models.cloud.rate import BLEND_INPUTS, GATE_INPUTS, RateConfig
     from sci_edge.profiling.modules import cloud_rows
 
     torch.manual_seed(0)
@@ -116,7 +116,7 @@ def test_the_rate_integration_has_its_own_cloud_row():
     row = rows["cloud.rate"]
     assert row.params == sum(p.numel() for p in model.rate.parameters())
     # two gate steps and one blend, each three convolutions over 16x24 pixels
-    gate = (11 * 4 * 9 + 4 * 4 * 9 + 4) * 16 * 24
-    blend = (8 * 4 * 9 + 4 * 4 * 9 + 4) * 16 * 24
+    gate = (GATE_INPUTS * 4 * 9 + 4 * 4 * 9 + 4) * 16 * 24
+    blend = (BLEND_INPUTS * 4 * 9 + 4 * 4 * 9 + 4) * 16 * 24
     assert row.macs == pytest.approx(2 * gate + blend, rel=0.05)
     assert list(rows)[0] == "cloud.rate"

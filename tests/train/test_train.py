@@ -557,6 +557,59 @@ def test_stage2_rate_trains_only_the_rate_integration(tmp_path):
     assert load_checkpoint(tmp_path / "rate" / "final.pt")["step"] == 6
 
 
+def test_rate_blend_alone_trains_on_its_cache_with_the_gate_frozen(tmp_path):
+    train(load_config(_stage1(tmp_path, steps=2), {"workers": 0}), quiet=True)
+    s1 = tmp_path / "s1" / "final.pt"
+    train(load_config(_rate_config(tmp_path, s1, steps=2), {"workers": 0}), quiet=True)
+    gate_ckpt = tmp_path / "rate" / "final.pt"
+    cache = tmp_path / "cache" / "blend.npz"
+    extra = (f'init_cloud = "{gate_ckpt}"\nrate_blend_only = true\nblend_strides = [7, 14]\n'
+             "count_stride_prob = 0.5\nno_worse_weight = 4.0\nno_worse_patch = 4")
+    body = _rate_config(tmp_path, s1, steps=3, extra=extra).read_text()
+    body = body.replace(f"out_dir = \"{tmp_path / 'rate'}\"",
+                        f"out_dir = \"{tmp_path / 'blend'}\"")
+    body = body.replace("val_items = 2", f"val_items = 2\ncache = \"{cache}\"\n"
+                                          "cache_items = 3\ncache_size = [32, 32]")
+    train(load_config(_write(tmp_path, "blend", body), {"workers": 0}), quiet=True)
+    from sci_edge.train.rate_cache import load_rate_cache
+
+    c = load_rate_cache(cache)
+    assert c["bases"].shape == (3, 32, 32) and c["means"].shape == (3, 2, 32, 32)
+    assert list(c["strides"]) == [7, 14] and (c["reaches"] >= 1).all()
+    assert load_rate_cache(cache.with_name("blend_val.npz"))["alphas"].shape == (2,)
+    rows = _rows(tmp_path / "blend")
+    assert all(np.isfinite(r["loss"]) and "excess_mse" in r for r in rows)
+    assert "val_psnr" in rows[1] and "val_mean_psnr" in rows[1]
+    before = load_checkpoint(gate_ckpt)["state"]
+    after = load_model(tmp_path / "blend" / "final.pt").state_dict()
+    for k, v in after.items():
+        if k.startswith("rate.gate."):
+            assert torch.equal(v, before[k]), k          # frozen: its means are cached
+    assert not torch.equal(after["rate.mix.4.bias"], before["rate.mix.4.bias"])
+    # a second run reads the cache it finds
+    stamp = cache.stat().st_mtime_ns
+    body = body.replace(str(tmp_path / "blend") + '"', str(tmp_path / "blend2") + '"')
+    train(load_config(_write(tmp_path, "blend2", body), {"workers": 0}), quiet=True)
+    assert cache.stat().st_mtime_ns == stamp
+
+
+def test_rate_blend_alone_is_checked(tmp_path):
+    body = _rate_config(tmp_path, tmp_path / "none.pt").read_text()
+    with pytest.raises(ConfigError, match="init_cloud"):
+        load_config(_write(tmp_path, "b1", body.replace(
+            "cut_prob = 1.0", "cut_prob = 1.0\nrate_blend_only = true")))
+    body = body.replace("cut_prob = 1.0", "cut_prob = 1.0\nrate_blend_only = true\n"
+                                          f'init_cloud = "{tmp_path / "x.pt"}"')
+    with pytest.raises(ConfigError, match="data.cache"):
+        load_config(_write(tmp_path, "b2", body))
+    body = body.replace("val_items = 2", f'val_items = 2\ncache = "{tmp_path / "c.npz"}"')
+    assert load_config(_write(tmp_path, "b3", body)).rate_blend_only
+    with pytest.raises(ConfigError, match="blend_strides"):
+        load_config(_write(tmp_path, "b4", body.replace("rate_blend_only = true",
+                                                        "rate_blend_only = true\n"
+                                                        "blend_strides = []")))
+
+
 def test_count_strides_are_drawn_within_their_range(tmp_path):
     from sci_edge.train.loop import Trainer
 

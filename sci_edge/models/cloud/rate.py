@@ -24,8 +24,10 @@ scene holds still (the mean then is a TFP over hundreds of steps) and resets
 it where it moves. The two directions merge by their counts (C_t
 counted once), and a second small network blends the merged mean with the
 windowed analysis's output, per pixel, by how far the mean reached and how far
-the two disagree: a static region takes the long mean, a moving one the
-windowed output.
+the two disagree, here and over neighbourhoods up to 31 pixels, in rate and
+relative to the local light (in low light a motion blur in the mean is no
+larger in rate than the windowed output's own noise; relative to the light it
+is): a static region takes the long mean, a moving one the windowed output.
 
 Cost: each count passes the gate once per direction; the blend runs once per
 output.
@@ -45,9 +47,10 @@ from .propagate import PropagationConfig
 GATE_INPUTS = 11
 # decay per interval of the recent sums: about 2.5 and 10 intervals
 RECENT = (0.6, 0.9)
-BLEND_INPUTS = 8
+BLEND_INPUTS = 16
 KEEP_BIAS = -2.0        # keep ~0.12 at the start
 BLEND_BIAS = -4.0       # ~0.02 of the mean at the start: the windowed output as it is
+WINDOWED_STEPS = 43.0   # about the windowed analysis's span: the mean in the spikes it reads
 
 
 @dataclass(frozen=True)
@@ -167,16 +170,34 @@ class RateIntegration(nn.Module):
         return torch.cat(means, 1), torch.cat(reach, 1)
 
     def blend(self, base: torch.Tensor, mean: torch.Tensor, reach: torch.Tensor,
-              stride: float) -> torch.Tensor:
+              stride: float | torch.Tensor) -> torch.Tensor:
         """Windowed output ``base`` and the merged ``mean`` / ``reach`` (B, 1, H, W),
-        rates -> the blended rate."""
-        s = float(stride)
+        rates -> the blended rate. ``stride``: one for all, or one per item (B,)."""
+        if torch.is_tensor(stride):
+            s = stride.to(base).reshape(-1, 1, 1, 1).expand_as(base)
+        else:
+            s = torch.full_like(base, float(stride))
         d = mean - base
+        # the disagreement also relative to the local light: in low light a motion
+        # blur in the mean is as small in rate as the windowed output's own noise
+        level = F.avg_pool2d(base.abs() + mean.abs(), 7, 1, 3, count_include_pad=False) + 0.005
+        rel = d / level
         x = torch.cat([base * 4.0, mean * 4.0, d * 8.0,
-                       F.avg_pool2d(d.abs(), 3, 1, 1, count_include_pad=False) * 8.0,
-                       F.avg_pool2d(d, 7, 1, 3, count_include_pad=False).abs() * 16.0,
+                       _pool(d.abs(), 3) * 8.0,
+                       _pool(d, 7).abs() * 16.0,
+                       _pool(d, 15).abs() * 32.0,
+                       _pool(d, 31).abs() * 64.0,
+                       torch.sqrt(_pool(d * d, 7) + 1e-8) * 8.0,
+                       _pool(base, 7) * 4.0,
+                       torch.log1p(WINDOWED_STEPS * mean.clamp(min=0)) / 2.0,
+                       rel, _pool(rel, 7).abs() * 4.0, _pool(rel, 15).abs() * 8.0,
                        torch.log(reach * s) / 4.0,
                        torch.log1p(reach * s * mean) / 4.0,
-                       torch.full_like(d, math.log(s) / 4.0)], dim=1)
+                       torch.log(s) / 4.0], dim=1)
         w = torch.sigmoid(self.mix(x))
         return base + w * d
+
+
+def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over a k x k neighbourhood (inside the frame only)."""
+    return F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)
