@@ -81,6 +81,18 @@ def test_the_blend_runs_from_the_windowed_output_to_the_long_mean():
     np.testing.assert_allclose(_forced(0.0, 40.0).blend(base, mean, reach, 5), mean, atol=1e-6)
 
 
+@pytest.mark.parametrize("k", [3, 7, 15, 31])
+@pytest.mark.parametrize("shape", [(2, 1, 9, 12), (1, 3, 40, 33)])
+def test_the_separable_neighbourhood_mean_is_the_square_one(k, shape):
+    from torch.nn import functional as F
+
+    from sci_edge.models.cloud.rate import _pool
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(k))
+    ref = F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)
+    np.testing.assert_allclose(_pool(x, k), ref, atol=1e-6)
+
+
 def test_the_blend_takes_a_stride_per_item():
     torch.manual_seed(0)
     r = RateIntegration(RateConfig(enabled=True, width=4))

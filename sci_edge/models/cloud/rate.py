@@ -92,10 +92,8 @@ class RateIntegration(nn.Module):
         short, long = e[:, :1], e[:, 1:]
         x = torch.cat([short / 2.0, long / 2.0,
                        long / torch.sqrt(s * weight[:, 1:] * state.mean + 1.0),
-                       F.avg_pool2d(long, 3, 1, 1, count_include_pad=False).abs(),
-                       F.avg_pool2d(long, 7, 1, 3, count_include_pad=False).abs() * 2.0,
-                       F.avg_pool2d(long, 15, 1, 7, count_include_pad=False).abs() * 4.0,
-                       F.avg_pool2d(short, 7, 1, 3, count_include_pad=False).abs() * 2.0,
+                       _pool(long, 3).abs(), _pool(long, 7).abs() * 2.0,
+                       _pool(long, 15).abs() * 4.0, _pool(short, 7).abs() * 2.0,
                        state.mean * 4.0,
                        torch.log(state.count) / 4.0,
                        torch.log1p(state.count * s * state.mean) / 4.0,
@@ -180,7 +178,7 @@ class RateIntegration(nn.Module):
         d = mean - base
         # the disagreement also relative to the local light: in low light a motion
         # blur in the mean is as small in rate as the windowed output's own noise
-        level = F.avg_pool2d(base.abs() + mean.abs(), 7, 1, 3, count_include_pad=False) + 0.005
+        level = _pool(base.abs() + mean.abs(), 7) + 0.005
         rel = d / level
         x = torch.cat([base * 4.0, mean * 4.0, d * 8.0,
                        _pool(d.abs(), 3) * 8.0,
@@ -199,5 +197,8 @@ class RateIntegration(nn.Module):
 
 
 def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean over a k x k neighbourhood (inside the frame only)."""
-    return F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)
+    """Mean over a k x k neighbourhood (inside the frame only). Separable: the part
+    of a window inside the frame is a rectangle, so a mean of row means is exact,
+    and a 31-pixel window costs 62 reads a pixel instead of 961."""
+    x = F.avg_pool2d(x, (k, 1), 1, (k // 2, 0), count_include_pad=False)
+    return F.avg_pool2d(x, (1, k), 1, (0, k // 2), count_include_pad=False)
