@@ -88,7 +88,7 @@ weights-reach: $(STAMP)
 
 # The recon model's long-reach rate integration of the stream's spike counts, trained
 # on top of the shipped windowed model (frozen) in three parts (CPU, 45 + 25 min, then
-# the blend alone: 35 min for its input cache and a few for 3000 steps), exported by
+# the blend alone: 30 min for its input cache, 5 for 3000 steps), exported by
 # reference to it.
 weights-rate: $(STAMP)
 	$(SE) --stage 2 --task recon --config stage2_rate
