@@ -125,7 +125,13 @@ def interval_counts(source, times, stride: int, *,
     if int(stride) != stride or stride < 1:
         raise DataError(f"stride must be an integer >= 1, got {stride!r}")
     T, H, W = src.shape
+    bad = [t for t in times if int(t) != t or not 0 <= t < T]
+    if bad:
+        raise DataError(f"{src.name}: count times {bad[:4]} are not steps of its {T}")
     y0, y1, x0, x1 = region or (0, H, 0, W)
+    if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
+        raise DataError(f"{src.name}: region {tuple(region)} (y0, y1, x0, x1) is not "
+                        f"inside its {H}x{W} frame")
     dtype = count_dtype(stride)
     out = np.zeros((len(times), y1 - y0, x1 - x0), dtype)
     for i, t in enumerate(times):

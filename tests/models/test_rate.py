@@ -149,6 +149,13 @@ def test_interval_counts_tile_the_time_line_and_match_numpy():
     np.testing.assert_array_equal(c[1], spikes[48:53, 1:4, 2:7].sum(0))
     with pytest.raises(DataError, match="stride"):
         interval_counts(spikes, times, 0)
+    T = spikes.shape[0]
+    for times in ([T], [-1], [2.5]):
+        with pytest.raises(DataError, match="count times"):
+            interval_counts(spikes, times, 5)
+    for region in ((0, 0, 0, 2), (1, 4, 2, 99), (-1, 2, 0, 2)):
+        with pytest.raises(DataError, match="not inside"):
+            interval_counts(spikes, [5], 5, region=region)
 
 
 def test_the_grid_stream_carries_counts_in_the_windows_frame():
