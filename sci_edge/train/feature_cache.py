@@ -109,17 +109,25 @@ class CachedFeatureSamples(Dataset):
     def __getitem__(self, i):
         rng = np.random.default_rng([self.seed, int(i)])
         k = self.items[int(i) % len(self.items)]
-        H, W = self.features.shape[-2:]
-        h, w = self.size
-        y0 = int(rng.integers(0, H - h + 1)) if self.augment else (H - h) // 2
-        x0 = int(rng.integers(0, W - w + 1)) if self.augment else (W - w) // 2
-        f = self.features[k, :, y0:y0 + h, x0:x0 + w].astype(np.float32)
-        r = self.rates[k, y0:y0 + h, x0:x0 + w].astype(np.float32)[None]
-        if self.augment:
-            turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-            if h == w and turns:
-                f, r = np.rot90(f, turns, (1, 2)), np.rot90(r, turns, (1, 2))
-            if flip:
-                f, r = f[..., ::-1], r[..., ::-1]
-        return (torch.from_numpy(np.ascontiguousarray(f)), torch.from_numpy(np.ascontiguousarray(r)),
-                torch.tensor(float(self.alphas[k])))
+        f, r = crop_and_turn([self.features[k], self.rates[k][None]], self.size, rng,
+                             self.augment)
+        return f, r, torch.tensor(float(self.alphas[k]))
+
+
+def crop_and_turn(maps: list[np.ndarray], size: tuple[int, int], rng: np.random.Generator,
+                  augment: bool) -> list[torch.Tensor]:
+    """The same crop of ``size`` from each of ``maps`` (C, H, W), float32 tensors:
+    at a place and in a dihedral transform drawn from ``rng`` (turns only when the
+    crop is square), or the centre crop as it is without ``augment``."""
+    H, W = maps[0].shape[-2:]
+    h, w = size
+    y0 = int(rng.integers(0, H - h + 1)) if augment else (H - h) // 2
+    x0 = int(rng.integers(0, W - w + 1)) if augment else (W - w) // 2
+    maps = [m[:, y0:y0 + h, x0:x0 + w].astype(np.float32) for m in maps]
+    if augment:
+        turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+        if h == w and turns:
+            maps = [np.rot90(m, turns, (1, 2)) for m in maps]
+        if flip:
+            maps = [m[..., ::-1] for m in maps]
+    return [torch.from_numpy(np.ascontiguousarray(m)) for m in maps]

@@ -473,21 +473,21 @@ class Trainer:
         counts alike) plus ``no_worse_weight`` times the log excess over the windowed
         output ``base``, per ``no_worse_patch`` patch or per sequence."""
         cfg = self.cfg
-        floor = LOG_FLOOR
-        err = ((pred - rate) / scale).pow(2).flatten(1).mean(1)
-        log_err = torch.log(err + floor)
+        sq = ((pred - rate) / scale).pow(2)
+        log_err = torch.log(sq.flatten(1).mean(1) + LOG_FLOOR)
         loss = log_err.mean()
         m = {"psnr": _psnr(pred.detach() / scale, rate / scale).mean().item(),
              "base_psnr": _psnr(base / scale, rate / scale).mean().item()}
         if cfg.no_worse_weight > 0:
+            base_sq = ((base - rate) / scale).pow(2)
             if cfg.no_worse_patch:      # patch by patch: no region may lose to the window
                 k = cfg.no_worse_patch
-                pe = F.avg_pool2d(((pred - rate) / scale).pow(2), k, k, ceil_mode=True)
-                pb = F.avg_pool2d(((base - rate) / scale).pow(2), k, k, ceil_mode=True)
-                excess = F.relu(torch.log(pe + floor) - torch.log(pb + floor)).mean()
+                pe = F.avg_pool2d(sq, k, k, ceil_mode=True)
+                pb = F.avg_pool2d(base_sq, k, k, ceil_mode=True)
+                excess = F.relu(torch.log(pe + LOG_FLOOR) - torch.log(pb + LOG_FLOOR)).mean()
             else:
-                base_err = ((base - rate) / scale).pow(2).flatten(1).mean(1)
-                excess = F.relu(log_err - torch.log(base_err + floor)).mean()
+                base_err = base_sq.flatten(1).mean(1)
+                excess = F.relu(log_err - torch.log(base_err + LOG_FLOOR)).mean()
             loss = loss + cfg.no_worse_weight * excess
             m["excess_mse"] = excess.item()
         return loss, m

@@ -22,7 +22,7 @@ from ..errors import DataError
 from ..io._atomic import atomic_path
 from ..models.sci import gather_windows
 from .config import DataConfig
-from .feature_cache import load_npz_cache
+from .feature_cache import crop_and_turn, load_npz_cache
 from .data import INFINITE, SceneSamples
 
 FORMAT = "sci_edge-rate-cache-v1"
@@ -141,23 +141,11 @@ class CachedBlendSamples(Dataset):
         k = int(i) % len(c["alphas"])
         S = len(c["strides"])
         j = 0
-        if S > 1 and rng.random() < self.stride_prob:
-            j = 1 + int(rng.integers(S - 1))
         if self.stride_index is not None:
             j = self.stride_index
-        H, W = c["bases"].shape[-2:]
-        h, w = self.size
-        y0 = int(rng.integers(0, H - h + 1)) if self.augment else (H - h) // 2
-        x0 = int(rng.integers(0, W - w + 1)) if self.augment else (W - w) // 2
-        win = np.s_[y0:y0 + h, x0:x0 + w]
-        maps = np.stack([c["bases"][k][win], c["means"][k, j][win], c["reaches"][k, j][win],
-                         c["rates"][k][win]])
-        if self.augment:
-            turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-            if h == w and turns:
-                maps = np.rot90(maps, turns, (1, 2))
-            if flip:
-                maps = maps[..., ::-1]
-        maps = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+        elif S > 1 and rng.random() < self.stride_prob:
+            j = 1 + int(rng.integers(S - 1))
+        maps = [c["bases"][k], c["means"][k, j], c["reaches"][k, j], c["rates"][k]]
+        maps = crop_and_turn([m[None] for m in maps], self.size, rng, self.augment)
         return (*maps, torch.tensor(float(c["alphas"][k])),
                 torch.tensor(int(c["strides"][j])))

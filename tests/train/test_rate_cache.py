@@ -106,3 +106,14 @@ def test_bad_caches_and_crops_are_refused(tmp_path):
     np.savez(bad, format=np.array("sci_edge-rate-cache-v1"), **c)
     with pytest.raises(DataError, match="bad.npz: rate cache arrays disagree"):
         load_rate_cache(bad)
+
+
+def test_the_cache_needs_a_model_with_the_rate_integration(tmp_path):
+    from sci_edge.models import SCIConfig, SCIModel
+    from sci_edge.train.config import DataConfig
+    from sci_edge.train.rate_cache import build_rate_cache
+
+    with pytest.raises(DataError, match="needs a model with the rate integration"):
+        build_rate_cache(tmp_path / "c.npz", DataConfig(), SCIModel(SCIConfig()),
+                         num_steps=60, strides=(5,))
+    assert not (tmp_path / "c.npz").exists()
